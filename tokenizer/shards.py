@@ -1,0 +1,184 @@
+"""The token shard format: the one contract between the data stages and the trainer, defined here only.
+
+A shard folder holds `manifest.json`, `tokenizer.json` and shards. A shard is an uncompressed Arrow IPC file
+with a single record batch, one row per document: `tokens: list<uint16|uint32>` (EOS appended) and
+`doc_id: string`. One batch means the list's values buffer is one contiguous token stream and its offsets
+are the document boundaries, so a memory-mapped shard is read as two numpy arrays without a copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+FORMAT_NAME = "tokenmill-shards"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+TOKENIZER_FILE = "tokenizer.json"
+SPLITS = ("train", "val")
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
+
+
+def shard_schema(dtype: np.dtype) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("tokens", pa.list_(pa.from_numpy_dtype(dtype)), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+        ]
+    )
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class ShardInfo:
+    file: str  # relative to the shard folder
+    num_docs: int
+    num_tokens: int
+    sha256: str
+
+
+def write_shard(path: str, token_lists: Sequence[np.ndarray], doc_ids: Sequence[str], dtype: np.dtype) -> ShardInfo:
+    """Write one shard atomically; each array in token_lists already ends with EOS."""
+    if len(token_lists) != len(doc_ids):
+        raise ValueError(f"{len(token_lists)} token lists but {len(doc_ids)} doc ids")
+    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    offsets = np.zeros(len(token_lists) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError("a shard holds fewer than 2**31 tokens; write smaller shards")
+    values = np.concatenate(token_lists).astype(dtype, copy=False) if token_lists else np.zeros(0, dtype)
+    tokens = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
+    batch = pa.record_batch([tokens, pa.array(list(doc_ids), pa.string())], schema=shard_schema(dtype))
+    tmp = path + ".tmp"
+    with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    os.replace(tmp, path)
+    return ShardInfo(os.path.basename(path), len(doc_ids), int(offsets[-1]), sha256_file(path))
+
+
+@dataclass
+class Shard:
+    """A memory-mapped shard: `tokens` is the whole token stream, `offsets[i]:offsets[i+1]` document i."""
+
+    tokens: np.ndarray
+    offsets: np.ndarray
+    doc_ids: pa.StringArray
+
+
+def read_shard(path: str) -> Shard:
+    reader = pa.ipc.open_file(pa.memory_map(path, "r"))
+    if reader.num_record_batches != 1:
+        raise ValueError(f"{path}: a shard has exactly one record batch, found {reader.num_record_batches}")
+    batch = reader.get_batch(0)
+    lists = batch.column("tokens")
+    tokens = lists.values.to_numpy(zero_copy_only=True)
+    offsets = lists.offsets.to_numpy(zero_copy_only=True)
+    return Shard(tokens=tokens, offsets=offsets, doc_ids=batch.column("doc_id"))
+
+
+@dataclass
+class TokenizerInfo:
+    file: str
+    sha256: str
+    vocab_size: int
+    eos_id: int
+
+
+@dataclass
+class Manifest:
+    tokenizer: TokenizerInfo
+    dtype: str
+    splits: dict[str, list[ShardInfo]]
+    config: dict[str, Any] = field(default_factory=dict)
+    input: list[str] = field(default_factory=list)
+    format: str = FORMAT_NAME
+    version: int = FORMAT_VERSION
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        out = {
+            split: {
+                "num_shards": len(shards),
+                "num_docs": sum(s.num_docs for s in shards),
+                "num_tokens": sum(s.num_tokens for s in shards),
+            }
+            for split, shards in self.splits.items()
+        }
+        out["all"] = {k: sum(v[k] for v in out.values()) for k in ("num_shards", "num_docs", "num_tokens")}
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["totals"] = self.totals()
+        return {k: data[k] for k in ("format", "version", "tokenizer", "dtype", "splits", "totals", "config", "input")}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        if data.get("format") != FORMAT_NAME:
+            raise ValueError(f"not a {FORMAT_NAME} manifest (format={data.get('format')!r})")
+        if data.get("version") != FORMAT_VERSION:
+            raise ValueError(f"shard format version {data.get('version')} is not supported (want {FORMAT_VERSION})")
+        return cls(
+            tokenizer=TokenizerInfo(**data["tokenizer"]),
+            dtype=data["dtype"],
+            splits={k: [ShardInfo(**s) for s in v] for k, v in data["splits"].items()},
+            config=data.get("config", {}),
+            input=data.get("input", []),
+        )
+
+
+def write_manifest(folder: str, manifest: Manifest) -> str:
+    path = os.path.join(folder, MANIFEST_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(manifest.to_json(), f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(folder: str) -> Manifest:
+    path = os.path.join(folder, MANIFEST_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no {MANIFEST_FILE} in {folder}: is it a tokenmill shard folder?")
+    with open(path) as f:
+        return Manifest.from_json(json.load(f))
+
+
+def verify_shards(folder: str) -> list[str]:
+    """Check every shard and the tokenizer against the manifest; return the problems found (empty if none)."""
+    manifest = read_manifest(folder)
+    problems = []
+    tok_path = os.path.join(folder, manifest.tokenizer.file)
+    if not os.path.exists(tok_path) or sha256_file(tok_path) != manifest.tokenizer.sha256:
+        problems.append(f"{manifest.tokenizer.file}: missing or sha256 differs from the manifest")
+    for split, shards in manifest.splits.items():
+        for info in shards:
+            path = os.path.join(folder, info.file)
+            if not os.path.exists(path):
+                problems.append(f"{split}/{info.file}: missing")
+                continue
+            if sha256_file(path) != info.sha256:
+                problems.append(f"{split}/{info.file}: sha256 differs from the manifest")
+            shard = read_shard(path)
+            if len(shard.doc_ids) != info.num_docs or len(shard.tokens) != info.num_tokens:
+                problems.append(f"{split}/{info.file}: counts differ from the manifest")
+            if shard.tokens.dtype != np.dtype(manifest.dtype):
+                problems.append(f"{split}/{info.file}: dtype {shard.tokens.dtype}, manifest says {manifest.dtype}")
+    return problems
