@@ -1,0 +1,116 @@
+"""tokenmill run CONFIG: every stage in order, from WARC files to generated text, resumable.
+
+Each stage writes into its own folder under [run].output; rerunning the same config skips finished work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import tomllib
+from collections.abc import Sequence
+from typing import Any
+
+from jobs import dedup, extract, report, tokenize, train_tokenizer
+from jobs import filter as filter_stage
+from jobs.common import UsageError, dataclass_from_table, print_stage_summary, run_cli
+
+SECTIONS = {"run", "extract", "filter", "dedup", "tokenizer", "tokenize", "model", "pretrain", "generate"}
+
+
+def load_config(path: str) -> dict[str, Any]:
+    if not os.path.exists(path):
+        raise UsageError(f"no such config file: {path}")
+    with open(path, "rb") as f:
+        try:
+            cfg = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"{path}: invalid TOML: {e}") from None
+    unknown = sorted(set(cfg) - SECTIONS)
+    if unknown:
+        raise UsageError(f"{path}: unknown section(s) {', '.join(unknown)}; known: {', '.join(sorted(SECTIONS))}")
+    run_table = cfg.get("run", {})
+    for key in ("inputs", "output"):
+        if key not in run_table:
+            raise UsageError(f"{path}: [run] needs '{key}'")
+    return cfg
+
+
+def run_all(cfg: dict[str, Any], output: str | None = None) -> dict[str, Any]:
+    # Imported here: torch is only needed once the data stages are done.
+    from train.generate import generate_text
+    from train.pretrain import pretrain, pretrain_config_from_tables
+
+    out = (output or cfg["run"]["output"]).rstrip("/")
+    timings: dict[str, float] = {}
+
+    def stage(name: str, fn: Any, *args: Any) -> Any:
+        start = time.perf_counter()
+        result = fn(*args)
+        timings[name] = round(time.perf_counter() - start, 2)
+        if hasattr(result, "stats"):
+            print_stage_summary(result)
+            if result.failed:
+                raise SystemExit(f"tokenmill run: stage {name} had failed tasks; fix them and rerun to resume")
+        return result
+
+    stage("extract", extract.run, cfg["run"]["inputs"], f"{out}/extract", extract.config_from_table(cfg.get("extract", {})))
+    stage("filter", filter_stage.run, f"{out}/extract", f"{out}/filter", filter_stage.config_from_table(cfg.get("filter", {})))
+    stage("dedup", dedup.run, f"{out}/filter", f"{out}/dedup", dedup.config_from_table(cfg.get("dedup", {})))
+    tok_cfg = dataclass_from_table(train_tokenizer.TokenizerConfig, cfg.get("tokenizer", {}), "tokenizer")
+    tokenizer_path = f"{out}/tokenizer/tokenizer.json"
+    summary = stage("train-tokenizer", train_tokenizer.run, f"{out}/dedup", tokenizer_path, tok_cfg)
+    print(f"train-tokenizer: vocab {summary['vocab_size']} from {summary['counters']['docs_in']} docs\n  output: {tokenizer_path}")
+    stage("tokenize", tokenize.run, f"{out}/dedup", tokenizer_path, f"{out}/shards", tokenize.config_from_table(cfg.get("tokenize", {})))
+
+    pre_cfg = pretrain_config_from_tables(cfg.get("model", {}), cfg.get("pretrain", {}))
+    resume = os.path.exists(f"{out}/pretrain/ckpt.pt")
+    print(f"pretrain: {'resuming' if resume else 'starting'} ({pre_cfg.max_steps} steps) -> {out}/pretrain", flush=True)
+    stage("pretrain", pretrain, f"{out}/shards", f"{out}/pretrain", pre_cfg, resume)
+
+    rep = report.collect([out])
+    rep["stage_wall_seconds"] = timings
+    report_path = f"{out}/report.json"
+    report.write_json(report_path, rep)
+    print("\n" + report.format_report(rep))
+    print(f"report: {report_path}")
+
+    gen = cfg.get("generate", {})
+    prompt = gen.get("prompt", "The")
+    text = generate_text(
+        f"{out}/pretrain",
+        prompt,
+        max_new_tokens=gen.get("max_new_tokens", 80),
+        temperature=gen.get("temperature", 0.8),
+        top_k=gen.get("top_k", 40),
+        seed=gen.get("seed", 0),
+    )
+    print(f"\ngenerated (prompt {prompt!r}):\n{prompt}{text}")
+    return {"report": rep, "generated": text, "output": out}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tokenmill run",
+        description="Run every stage of a TOML config in order: extract, filter, dedup, train-tokenizer, "
+        "tokenize, pretrain, then write a report and print a generated continuation. Rerunning resumes.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="TOML config, e.g. configs/demo.toml")
+    p.add_argument("--output", "-o", help="run folder (default: [run].output in the config)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def _run(args: argparse.Namespace) -> int:
+        start = time.perf_counter()
+        run_all(load_config(args.config), args.output)
+        print(f"\ndone in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+        return 0
+
+    return run_cli(build_parser(), _run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
