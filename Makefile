@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing tokenmill and its dependencies into $(VENV) (a few minutes the first time; log: $(VENV)/install.log)"
-	@$(BIN)/pip install --disable-pip-version-check torch==2.13.0 -e '.[dev]' > $(VENV)/install.log 2>&1 \
+	@$(BIN)/pip install --disable-pip-version-check torch==2.13.0 -e '.[dev]' --config-settings editable_mode=compat > $(VENV)/install.log 2>&1 \
 		|| { tail -n 30 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 

@@ -10,7 +10,7 @@ from typing import Any
 from jobs.common import dataclass_from_table, run_stage_cli
 from pipeline.documents import documents_table, excluded_table, list_document_files, read_documents, write_table
 from pipeline.executor import StageLayout, StageResult, run_stage
-from pipeline.filters import FilterConfig, build_filters
+from pipeline.filters import FilterConfig, build_filters, first_failure
 from pipeline.stats import Stats
 
 
@@ -20,8 +20,7 @@ def filter_file(i: int, path: str, layout: StageLayout, config: dict[str, Any]) 
     kept, dropped = [], []
     for doc in read_documents(path):
         stats.add("docs_in")
-        # First failing filter decides; later filters are not run on a dropped document.
-        reason = next((r for f in filters if (r := f.check(doc)) is not None), None)
+        reason = first_failure(filters, doc)
         if reason is None:
             kept.append(doc)
         else:

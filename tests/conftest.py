@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# Ray reads this when it is imported: the session's head (started with `ray start`) uses token authentication,
+# Ray's default for local clusters since 2.59, and every client of it must say so.
+os.environ["RAY_AUTH_MODE"] = "token"
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 SHARED = REPO.parent / "shared" / "data"
@@ -38,18 +42,17 @@ def ray_head() -> dict[str, str]:
          f"--dashboard-port={dashboard}", "--num-cpus=2", "--disable-usage-stats"],
         env=env, check=True, capture_output=True, timeout=120,
     )
-    old = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    os.environ.update({"RAY_ADDRESS": f"127.0.0.1:{gcs}", "RAY_AUTH_MODE": "token"})
+    old = os.environ.get("RAY_ADDRESS")
+    os.environ["RAY_ADDRESS"] = f"127.0.0.1:{gcs}"
     yield {"address": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dashboard}", "ray": ray_bin}
     import ray
 
     ray.shutdown()
     subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    if old is None:
+        os.environ.pop("RAY_ADDRESS", None)
+    else:
+        os.environ["RAY_ADDRESS"] = old
 
 
 def run_tokenmill(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

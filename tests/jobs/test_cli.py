@@ -1,0 +1,44 @@
+"""The `tokenmill` command as users meet it: help, and one clear line for their mistakes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_tokenmill
+
+STAGES = ["run", "extract", "filter", "dedup", "train-tokenizer", "tokenize", "report", "pretrain", "generate"]
+
+
+def test_top_level_help_lists_every_stage():
+    done = run_tokenmill("--help")
+    assert done.returncode == 0
+    for stage in STAGES:
+        assert f"  {stage} " in done.stdout
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_has_help(stage):
+    done = run_tokenmill(stage, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: tokenmill {stage}")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bogus"], "unknown command 'bogus'"),
+        (["extract", "no/such.warc.gz", "--output", "x"], "no such input: no/such.warc.gz"),
+        (["extract", "README.md"], "the following arguments are required: --output"),
+        (["filter", "no/such/dir", "--output", "x"], "no such document folder: no/such/dir"),
+        (["tokenize", "no/such/dir", "--tokenizer", "no.json", "--output", "x"], "no such tokenizer file"),
+        (["train-tokenizer", "x", "--output", "t.json", "--vocab-size", "100"], "at least 257"),
+        (["report", "no/such/run"], "no such folder: no/such/run"),
+        (["run", "no/such.toml"], "no such config file: no/such.toml"),
+    ],
+)
+def test_mistakes_give_one_line_and_exit_2(args, message):
+    done = run_tokenmill(*args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 3  # argparse adds a usage line before its one error line
