@@ -21,12 +21,17 @@ COMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: tokenmill COMMAND [ARGS...]    (tokenmill COMMAND --help for its options)", "", "commands:"]
+    lines = [
+        "usage: tokenmill COMMAND [ARGS...]    (tokenmill COMMAND --help for its options)",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<17}{help_}" for name, (_, help_) in COMMANDS.items()]
     lines += [
         "",
-        "Data stages run on Ray: on a cluster when RAY_ADDRESS is set (as `ray job submit` does), otherwise on a",
-        "local Ray started for the command. Every stage resumes: rerun it and finished work is skipped.",
+        "Data stages run on Ray: on a cluster when RAY_ADDRESS is set (as `ray job submit` does),",
+        "otherwise on a local Ray started for the command. Every stage resumes: rerun it and finished",
+        "work is skipped.",
     ]
     return "\n".join(lines)
 

@@ -19,8 +19,11 @@ class UsageError(Exception):
     """A mistake the user can fix (bad argument, missing input): printed as one line, exit status 2."""
 
 
-def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None],
-            argv: Sequence[str] | None = None) -> int:
+def run_cli(
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], int | None],
+    argv: Sequence[str] | None = None,
+) -> int:
     args = parser.parse_args(argv)  # argparse itself prints usage + one error line and exits 2
     try:
         return run(args) or 0
@@ -64,7 +67,9 @@ def dataclass_from_table(cls: type[T], table: dict[str, Any], section: str) -> T
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - names)
     if unknown:
-        raise UsageError(f"[{section}] has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        raise UsageError(
+            f"[{section}] has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
 
 
@@ -81,14 +86,18 @@ def print_stage_summary(result: StageResult) -> None:
     for err in result.stats.errors[:10]:
         print(f"  error: {err}")
     if len(result.stats.errors) > 10:
-        print(f"  ... and {len(result.stats.errors) - 10} more errors (see {result.output}/stats/merged.json)")
+        print(
+            f"  ... and {len(result.stats.errors) - 10} more errors (see {result.output}/stats/merged.json)"
+        )
     for fail in result.failed:
         print(f"  FAILED task: {fail}")
     print(f"  output: {result.output}")
 
 
 def run_stage_cli(
-    parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], StageResult], argv: Sequence[str] | None
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], StageResult],
+    argv: Sequence[str] | None,
 ) -> int:
     """run_cli for a data stage: print its summary; exit 1 when a task failed (its inputs are named)."""
 

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
 from jobs.common import dataclass_from_table, run_stage_cli
 from pipeline.dedup import DedupConfig, exact_key, find_duplicates, minhash_signature
-from pipeline.documents import documents_table, excluded_table, list_document_files, read_documents, write_table
+from pipeline.documents import (
+    documents_table,
+    excluded_table,
+    list_document_files,
+    read_documents,
+    write_table,
+)
 from pipeline.executor import StageLayout, StageResult, exists, init_ray, run_stage
 from pipeline.stats import Stats
 
@@ -48,9 +54,11 @@ def cluster(signature_files: list[str], duplicates_path: str, config: dict[str, 
     table = pa.concat_tables([pq.read_table(p) for p in signature_files])
     cfg = DedupConfig(**config)
     ids = table.column("id").to_pylist()
-    sigs = np.array(table.column("signature").to_pylist(), dtype=np.uint64).reshape(len(ids), cfg.num_perm)
+    sigs = table.column("signature").combine_chunks().values.to_numpy().reshape(len(ids), cfg.num_perm)
     dups = find_duplicates(ids, table.column("exact_key").to_pylist(), sigs, cfg)
-    rows = [{"id": i, "reason": d.reason, "kept_id": d.kept_id, "cluster": d.cluster} for i, d in dups.items()]
+    rows = [
+        {"id": i, "reason": d.reason, "kept_id": d.kept_id, "cluster": d.cluster} for i, d in dups.items()
+    ]
     schema = pa.schema([(name, pa.string()) for name in ("id", "reason", "kept_id", "cluster")])
     write_table(pa.Table.from_pylist(rows, schema=schema), duplicates_path)
     return len(rows)
@@ -79,6 +87,7 @@ def write_file(i: int, path: str, layout: StageLayout, config: dict[str, Any]) -
 
 
 def run(input_dir: str, output: str, cfg: DedupConfig | None = None) -> StageResult:
+    started = time.perf_counter()
     config = dataclasses.asdict(cfg or DedupConfig())
     files = list_document_files(input_dir)
     work = f"{output.rstrip('/')}/_work"
@@ -90,7 +99,9 @@ def run(input_dir: str, output: str, cfg: DedupConfig | None = None) -> StageRes
         init_ray()
         parts = [StageLayout(f"{work}/signatures").part(i) for i in range(len(files))]
         ray.get(ray.remote(num_cpus=1)(cluster).remote(parts, duplicates, config))
-    return run_stage("dedup", write_file, files, output, {**config, "duplicates": duplicates})
+    return run_stage(
+        "dedup", write_file, files, output, {**config, "duplicates": duplicates}, started=started
+    )
 
 
 def config_from_table(table: dict[str, Any]) -> DedupConfig:
@@ -106,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", metavar="DIR", help="folder of Parquet documents (the output of filter)")
     p.add_argument("--output", "-o", required=True, help="folder for the documents kept")
-    p.add_argument("--threshold", type=float, default=None, help="estimated Jaccard above which two are duplicates")
+    p.add_argument(
+        "--threshold", type=float, default=None, help="estimated Jaccard above which two are duplicates"
+    )
     p.add_argument("--num-perm", type=int, default=None, help="MinHash permutations")
     p.add_argument("--ngram", type=int, default=None, help="words per shingle")
     return p

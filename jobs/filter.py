@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobs.common import dataclass_from_table, run_stage_cli
-from pipeline.documents import documents_table, excluded_table, list_document_files, read_documents, write_table
+from pipeline.documents import (
+    documents_table,
+    excluded_table,
+    list_document_files,
+    read_documents,
+    write_table,
+)
 from pipeline.executor import StageLayout, StageResult, run_stage
 from pipeline.filters import FilterConfig, build_filters, first_failure
 from pipeline.stats import Stats
@@ -33,7 +39,13 @@ def filter_file(i: int, path: str, layout: StageLayout, config: dict[str, Any]) 
 
 
 def run(input_dir: str, output: str, cfg: FilterConfig | None = None) -> StageResult:
-    return run_stage("filter", filter_file, list_document_files(input_dir), output, dataclasses.asdict(cfg or FilterConfig()))
+    return run_stage(
+        "filter",
+        filter_file,
+        list_document_files(input_dir),
+        output,
+        dataclasses.asdict(cfg or FilterConfig()),
+    )
 
 
 def config_from_table(table: dict[str, Any]) -> FilterConfig:
@@ -43,9 +55,9 @@ def config_from_table(table: dict[str, Any]) -> FilterConfig:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tokenmill filter",
-        description="Keep documents in the wanted languages (py3langid) that pass Gopher quality and repetition "
-        "heuristics (datatrove). Dropped documents go to OUTPUT/excluded/ with their reason; scores are "
-        "recorded in each document's metadata.",
+        description="Keep documents in the wanted languages (py3langid) that pass Gopher quality and "
+        "repetition heuristics (datatrove). Dropped documents go to OUTPUT/excluded/ with their reason; "
+        "scores are recorded in each document's metadata.",
     )
     p.add_argument("input", metavar="DIR", help="folder of Parquet documents (the output of extract)")
     p.add_argument("--output", "-o", required=True, help="folder for the documents kept")

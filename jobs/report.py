@@ -68,12 +68,18 @@ def collect(dirs: Sequence[str]) -> dict[str, Any]:
                 stages[summary["stage"]] = _stage_row(summary)
             if os.path.exists(os.path.join(c, MANIFEST_FILE)):
                 manifest = read_manifest(c)
-                shards = {"folder": c, "dtype": manifest.dtype, "vocab_size": manifest.tokenizer.vocab_size,
-                          **manifest.totals()}
+                shards = {
+                    "folder": c,
+                    "dtype": manifest.dtype,
+                    "vocab_size": manifest.tokenizer.vocab_size,
+                    **manifest.totals(),
+                }
             if (row := _pretrain_row(c)) is not None:
                 stages["pretrain"] = row
     if not stages:
-        raise UsageError(f"no stage outputs (stats/merged.json, manifest.json, metrics.jsonl) in {', '.join(dirs)}")
+        raise UsageError(
+            f"no stage outputs (stats/merged.json, manifest.json, metrics.jsonl) in {', '.join(dirs)}"
+        )
     ordered = [stages[s] for s in STAGE_ORDER if s in stages]
     ordered += [v for k, v in stages.items() if k not in STAGE_ORDER]
     return {"stages": ordered, "shards": shards}
@@ -110,9 +116,9 @@ def format_report(report: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tokenmill report",
-        description="Summarise stage outputs: documents in and out, drops by reason, errors and wall time per "
-        "stage, shard totals and the last pretraining loss. Give a run folder (tokenmill run's output) or "
-        "stage folders.",
+        description="Summarise stage outputs: documents in and out, drops by reason, errors and wall time "
+        "per stage, shard totals and the last pretraining loss. Give a run folder (tokenmill run's output) "
+        "or stage folders.",
     )
     p.add_argument("dirs", nargs="+", metavar="DIR", help="run folder or stage output folders")
     p.add_argument("--output", "-o", help="also write the report as JSON here (default: DIR/report.json)")

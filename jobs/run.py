@@ -30,7 +30,9 @@ def load_config(path: str) -> dict[str, Any]:
             raise UsageError(f"{path}: invalid TOML: {e}") from None
     unknown = sorted(set(cfg) - SECTIONS)
     if unknown:
-        raise UsageError(f"{path}: unknown section(s) {', '.join(unknown)}; known: {', '.join(sorted(SECTIONS))}")
+        raise UsageError(
+            f"{path}: unknown section(s) {', '.join(unknown)}; known: {', '.join(sorted(SECTIONS))}"
+        )
     run_table = cfg.get("run", {})
     for key in ("inputs", "output"):
         if key not in run_table:
@@ -40,10 +42,16 @@ def load_config(path: str) -> dict[str, Any]:
 
 def run_all(cfg: dict[str, Any], output: str | None = None) -> dict[str, Any]:
     # Imported here: torch is only needed once the data stages are done.
+    from train.config import ConfigError, load_config_file, pretrain_config_from_tables
     from train.generate import generate_text
-    from train.pretrain import pretrain, pretrain_config_from_tables
+    from train.pretrain import pretrain
 
     out = (output or cfg["run"]["output"]).rstrip("/")
+    try:  # the model file gives the sizes; [model] and [pretrain] here override it
+        base = load_config_file(cfg["run"]["model"]) if "model" in cfg["run"] else None
+        pre_cfg = pretrain_config_from_tables(cfg.get("model", {}), cfg.get("pretrain", {}), base)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
     timings: dict[str, float] = {}
 
     def stage(name: str, fn: Any, *args: Any) -> Any:
@@ -53,21 +61,47 @@ def run_all(cfg: dict[str, Any], output: str | None = None) -> dict[str, Any]:
         if hasattr(result, "stats"):
             print_stage_summary(result)
             if result.failed:
-                raise SystemExit(f"tokenmill run: stage {name} had failed tasks; fix them and rerun to resume")
+                raise SystemExit(
+                    f"tokenmill run: stage {name} had failed tasks; fix them and rerun to resume"
+                )
         return result
 
-    stage("extract", extract.run, cfg["run"]["inputs"], f"{out}/extract", extract.config_from_table(cfg.get("extract", {})))
-    stage("filter", filter_stage.run, f"{out}/extract", f"{out}/filter", filter_stage.config_from_table(cfg.get("filter", {})))
+    stage(
+        "extract",
+        extract.run,
+        cfg["run"]["inputs"],
+        f"{out}/extract",
+        extract.config_from_table(cfg.get("extract", {})),
+    )
+    stage(
+        "filter",
+        filter_stage.run,
+        f"{out}/extract",
+        f"{out}/filter",
+        filter_stage.config_from_table(cfg.get("filter", {})),
+    )
     stage("dedup", dedup.run, f"{out}/filter", f"{out}/dedup", dedup.config_from_table(cfg.get("dedup", {})))
     tok_cfg = dataclass_from_table(train_tokenizer.TokenizerConfig, cfg.get("tokenizer", {}), "tokenizer")
     tokenizer_path = f"{out}/tokenizer/tokenizer.json"
     summary = stage("train-tokenizer", train_tokenizer.run, f"{out}/dedup", tokenizer_path, tok_cfg)
-    print(f"train-tokenizer: vocab {summary['vocab_size']} from {summary['counters']['docs_in']} docs\n  output: {tokenizer_path}")
-    stage("tokenize", tokenize.run, f"{out}/dedup", tokenizer_path, f"{out}/shards", tokenize.config_from_table(cfg.get("tokenize", {})))
+    print(
+        f"train-tokenizer: vocab {summary['vocab_size']} from {summary['counters']['docs_in']} docs\n"
+        f"  output: {tokenizer_path}"
+    )
+    stage(
+        "tokenize",
+        tokenize.run,
+        f"{out}/dedup",
+        tokenizer_path,
+        f"{out}/shards",
+        tokenize.config_from_table(cfg.get("tokenize", {})),
+    )
 
-    pre_cfg = pretrain_config_from_tables(cfg.get("model", {}), cfg.get("pretrain", {}))
     resume = os.path.exists(f"{out}/pretrain/ckpt.pt")
-    print(f"pretrain: {'resuming' if resume else 'starting'} ({pre_cfg.max_steps} steps) -> {out}/pretrain", flush=True)
+    print(
+        f"pretrain: {'resuming' if resume else 'starting'} ({pre_cfg.max_steps} steps) -> {out}/pretrain",
+        flush=True,
+    )
     stage("pretrain", pretrain, f"{out}/shards", f"{out}/pretrain", pre_cfg, resume)
 
     rep = report.collect([out])

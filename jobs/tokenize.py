@@ -60,7 +60,9 @@ def tokenize_file(i: int, path: str, layout: StageLayout, config: dict[str, Any]
         tokens, ids = pending[split]
         if ids:
             name = f"{split}-{i:05d}-{len(written[split]):03d}.arrow"
-            written[split].append(dataclasses.asdict(write_shard(f"{layout.root}/{name}", tokens, ids, dtype)))
+            written[split].append(
+                dataclasses.asdict(write_shard(f"{layout.root}/{name}", tokens, ids, dtype))
+            )
             pending[split] = ([], [])
             pending_tokens[split] = 0
 
@@ -132,16 +134,21 @@ def config_from_table(table: dict[str, Any]) -> TokenizeConfig:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tokenmill tokenize",
-        description="Encode documents with a trained tokenizer (EOS after each document) into Arrow IPC token "
-        "shards with a manifest.json, split train/val by a hash of the document id. The folder is "
+        description="Encode documents with a trained tokenizer (EOS after each document) into Arrow IPC "
+        "token shards with a manifest.json, split train/val by a hash of the document id. The folder is "
         "self-contained (tokenizer.json is copied in) and readable with plain pyarrow.",
     )
     p.add_argument("input", metavar="DIR", help="folder of Parquet documents (the output of dedup)")
     p.add_argument("--tokenizer", required=True, help="tokenizer.json from train-tokenizer")
     p.add_argument("--output", "-o", required=True, help="shard folder to write")
-    p.add_argument("--val-fraction", type=float, default=TokenizeConfig.val_fraction, help="share of docs for val")
     p.add_argument(
-        "--max-shard-tokens", type=int, default=TokenizeConfig.max_shard_tokens, help="start a new shard past this"
+        "--val-fraction", type=float, default=TokenizeConfig.val_fraction, help="share of docs for val"
+    )
+    p.add_argument(
+        "--max-shard-tokens",
+        type=int,
+        default=TokenizeConfig.max_shard_tokens,
+        help="start a new shard past this",
     )
     return p
 

@@ -74,13 +74,15 @@ def run(input_dir: str, output: str, cfg: TokenizerConfig) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tokenmill train-tokenizer",
-        description="Train a byte-level BPE tokenizer (GPT-2 style, any byte sequence encodes) on the text of "
-        "a document folder and save it as a tokenizers JSON file. <|endoftext|> is the EOS token.",
+        description="Train a byte-level BPE tokenizer (GPT-2 style, any byte sequence encodes) on the text "
+        "of a document folder and save it as a tokenizers JSON file. <|endoftext|> is the EOS token.",
     )
     p.add_argument("input", metavar="DIR", help="folder of Parquet documents (the output of dedup)")
     p.add_argument("--output", "-o", required=True, help="tokenizer file to write, e.g. tokenizer.json")
     p.add_argument("--vocab-size", type=int, default=TokenizerConfig.vocab_size, help="vocabulary size")
-    p.add_argument("--min-frequency", type=int, default=TokenizerConfig.min_frequency, help="min pair count to merge")
+    p.add_argument(
+        "--min-frequency", type=int, default=TokenizerConfig.min_frequency, help="min pair count to merge"
+    )
     p.add_argument("--max-docs", type=int, default=0, help="train on at most this many documents (0: all)")
     p.add_argument("--overwrite", action="store_true", help="retrain even if OUTPUT exists")
     return p

@@ -116,10 +116,13 @@ def run_stage(
     config: dict[str, Any],
     *,
     num_cpus: float = 1,
-    extra: dict[str, Any] | None = None,
+    started: float | None = None,
 ) -> StageResult:
-    """Run `task` once per input on Ray, skipping completed ones; merge and write the stage's stats."""
-    start = time.perf_counter()
+    """Run `task` once per input on Ray, skipping completed ones; merge and write the stage's stats.
+
+    `started` (a time.perf_counter() value) lets a stage made of several steps report its whole wall time.
+    """
+    start = time.perf_counter() if started is None else started
     layout = StageLayout(output.rstrip("/"))
     pending, skipped = [], 0
     for i, source in enumerate(inputs):
@@ -147,7 +150,9 @@ def run_stage(
                 try:
                     ray.get(done[0])
                 except Exception as e:  # a bug or an unreadable input: report it, keep the other tasks going
-                    failed.append(f"{inputs[i]}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                    failed.append(
+                        f"{inputs[i]}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                    )
                 bar.update(1)
 
     stats = Stats()
@@ -166,7 +171,6 @@ def run_stage(
             "tasks_skipped_as_complete": skipped,
             "tasks_failed": failed,
             "wall_seconds": round(result.wall_seconds, 3),
-            **(extra or {}),
             **stats.to_json(),
         },
     )

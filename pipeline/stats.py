@@ -38,7 +38,9 @@ class Stats:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Stats:
-        return cls(Counter(data.get("counters", {})), Counter(data.get("dropped", {})), list(data.get("errors", [])))
+        return cls(
+            Counter(data.get("counters", {})), Counter(data.get("dropped", {})), list(data.get("errors", []))
+        )
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)

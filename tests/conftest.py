@@ -30,17 +30,29 @@ def _free_port() -> int:
 def ray_head() -> dict[str, str]:
     """Start a Ray head with `ray start` (the way a user's cluster starts) and point RAY_ADDRESS at it.
 
-    In-process stage calls and CLI subprocesses connect through RAY_ADDRESS; the `ray job submit` test uses the
-    dashboard address. One head serves the session (~10 s to start); `ray stop` ends it.
+    In-process stage calls and CLI subprocesses connect through RAY_ADDRESS; the `ray job submit` test uses
+    the dashboard address. One head serves the session (~10 s to start); `ray stop` ends it.
     """
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
     gcs, dashboard = _free_port(), _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     subprocess.run(
-        [ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", "--num-cpus=2", "--disable-usage-stats"],
-        env=env, check=True, capture_output=True, timeout=120,
+        [
+            ray_bin,
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            "--num-cpus=2",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     old = os.environ.get("RAY_ADDRESS")
     os.environ["RAY_ADDRESS"] = f"127.0.0.1:{gcs}"

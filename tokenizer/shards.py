@@ -54,7 +54,9 @@ class ShardInfo:
     sha256: str
 
 
-def write_shard(path: str, token_lists: Sequence[np.ndarray], doc_ids: Sequence[str], dtype: np.dtype) -> ShardInfo:
+def write_shard(
+    path: str, token_lists: Sequence[np.ndarray], doc_ids: Sequence[str], dtype: np.dtype
+) -> ShardInfo:
     """Write one shard atomically; each array in token_lists already ends with EOS."""
     if len(token_lists) != len(doc_ids):
         raise ValueError(f"{len(token_lists)} token lists but {len(doc_ids)} doc ids")
@@ -126,14 +128,19 @@ class Manifest:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["totals"] = self.totals()
-        return {k: data[k] for k in ("format", "version", "tokenizer", "dtype", "splits", "totals", "config", "input")}
+        return {
+            k: data[k]
+            for k in ("format", "version", "tokenizer", "dtype", "splits", "totals", "config", "input")
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
         if data.get("format") != FORMAT_NAME:
             raise ValueError(f"not a {FORMAT_NAME} manifest (format={data.get('format')!r})")
         if data.get("version") != FORMAT_VERSION:
-            raise ValueError(f"shard format version {data.get('version')} is not supported (want {FORMAT_VERSION})")
+            raise ValueError(
+                f"shard format version {data.get('version')} is not supported (want {FORMAT_VERSION})"
+            )
         return cls(
             tokenizer=TokenizerInfo(**data["tokenizer"]),
             dtype=data["dtype"],
@@ -180,5 +187,7 @@ def verify_shards(folder: str) -> list[str]:
             if len(shard.doc_ids) != info.num_docs or len(shard.tokens) != info.num_tokens:
                 problems.append(f"{split}/{info.file}: counts differ from the manifest")
             if shard.tokens.dtype != np.dtype(manifest.dtype):
-                problems.append(f"{split}/{info.file}: dtype {shard.tokens.dtype}, manifest says {manifest.dtype}")
+                problems.append(
+                    f"{split}/{info.file}: dtype {shard.tokens.dtype}, manifest says {manifest.dtype}"
+                )
     return problems

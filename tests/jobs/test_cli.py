@@ -6,7 +6,17 @@ import pytest
 
 from tests.conftest import run_tokenmill
 
-STAGES = ["run", "extract", "filter", "dedup", "train-tokenizer", "tokenize", "report", "pretrain", "generate"]
+STAGES = [
+    "run",
+    "extract",
+    "filter",
+    "dedup",
+    "train-tokenizer",
+    "tokenize",
+    "report",
+    "pretrain",
+    "generate",
+]
 
 
 def test_top_level_help_lists_every_stage():

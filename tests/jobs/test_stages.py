@@ -34,10 +34,15 @@ def stages(ray_head, tmp_path_factory):
         "filter": filter_stage.run(f"{out}/extract", f"{out}/filter"),
         "dedup": dedup.run(f"{out}/filter", f"{out}/dedup"),
     }
-    tok = train_tokenizer.run(f"{out}/dedup", f"{out}/tok/tokenizer.json", train_tokenizer.TokenizerConfig(vocab_size=512))
+    tok = train_tokenizer.run(
+        f"{out}/dedup", f"{out}/tok/tokenizer.json", train_tokenizer.TokenizerConfig(vocab_size=512)
+    )
     results["train-tokenizer"] = tok
     results["tokenize"] = tokenize.run(
-        f"{out}/dedup", f"{out}/tok/tokenizer.json", f"{out}/shards", tokenize.TokenizeConfig(val_fraction=0.2)
+        f"{out}/dedup",
+        f"{out}/tok/tokenizer.json",
+        f"{out}/shards",
+        tokenize.TokenizeConfig(val_fraction=0.2),
     )
     return out, results
 
@@ -53,7 +58,11 @@ def test_counts_chain_and_nothing_disappears(stages):
     for name, folder in (("extract", "extract"), ("filter", "filter"), ("dedup", "dedup")):
         stats = r[name].stats
         kept = sum(1 for p in (out / folder).glob("part-*.parquet") for _ in read_documents(str(p)))
-        excluded = pq.read_table(out / folder / "excluded").to_pylist() if (out / folder / "excluded").exists() else []
+        excluded = (
+            pq.read_table(out / folder / "excluded").to_pylist()
+            if (out / folder / "excluded").exists()
+            else []
+        )
         assert kept == stats.counters["docs_out"]
         assert kept + len(excluded) == stats.counters["docs_in"], name
         assert all(row["reason"] for row in excluded)
@@ -118,7 +127,9 @@ def test_rerun_resumes_without_redoing_work(stages):
     again = filter_stage.run(f"{out}/extract", f"{out}/filter")
     assert again.skipped == again.tasks == r["filter"].tasks
     assert again.stats.counters["docs_out"] == r["filter"].stats.counters["docs_out"]
-    assert train_tokenizer.run(f"{out}/dedup", f"{out}/tok/tokenizer.json", train_tokenizer.TokenizerConfig()).get("skipped")
+    assert train_tokenizer.run(
+        f"{out}/dedup", f"{out}/tok/tokenizer.json", train_tokenizer.TokenizerConfig()
+    ).get("skipped")
 
 
 def test_dedup_across_files_drops_copies_with_reason(stages, tmp_path):
@@ -130,7 +141,9 @@ def test_dedup_across_files_drops_copies_with_reason(stages, tmp_path):
     assert result.stats.dropped["exact_duplicate"] == 2
     excluded = pq.read_table(tmp_path / "out" / "excluded").to_pylist()
     assert {row["id"] for row in excluded} == {c.id for c in copies}
-    assert all(json.loads(row["metadata"])["dedup"]["duplicate_of"] in {d.id for d in docs} for row in excluded)
+    assert all(
+        json.loads(row["metadata"])["dedup"]["duplicate_of"] in {d.id for d in docs} for row in excluded
+    )
 
 
 def test_corrupt_file_is_reported_not_fatal(ray_head, tmp_path):
@@ -147,9 +160,26 @@ def test_ray_job_submit(ray_head, tmp_path):
     """The documented cluster path: `ray job submit --working-dir . -- python -m jobs.extract ...`."""
     out = tmp_path / "submitted"
     done = subprocess.run(
-        [ray_head["ray"], "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(REPO),
-         "--", "python", "-m", "jobs.extract", SAMPLE, "--output", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        [
+            ray_head["ray"],
+            "job",
+            "submit",
+            "--address",
+            ray_head["dashboard"],
+            "--working-dir",
+            str(REPO),
+            "--",
+            "python",
+            "-m",
+            "jobs.extract",
+            SAMPLE,
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"extract: {_count_responses(SAMPLE)} docs in" in done.stdout

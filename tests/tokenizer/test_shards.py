@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from tests.conftest import DATA
 from tokenizer.bpe import EOS_TOKEN, encode_documents, eos_id, train_bpe
 from tokenizer.shards import (
     Manifest,
@@ -19,7 +20,6 @@ from tokenizer.shards import (
     write_manifest,
     write_shard,
 )
-from tests.conftest import DATA
 
 
 def test_dtype_follows_vocab_size():
@@ -47,7 +47,11 @@ def test_verify_catches_a_changed_shard(tmp_path):
     tinfo = TokenizerInfo("tokenizer.json", sha256_file(str(tmp_path / "tokenizer.json")), 300, eos_id(tok))
     write_manifest(str(tmp_path), Manifest(tinfo, "uint16", {"train": [info], "val": []}))
     assert verify_shards(str(tmp_path)) == []
-    assert read_manifest(str(tmp_path)).totals()["all"] == {"num_shards": 1, "num_docs": 2, "num_tokens": info.num_tokens}
+    assert read_manifest(str(tmp_path)).totals()["all"] == {
+        "num_shards": 1,
+        "num_docs": 2,
+        "num_tokens": info.num_tokens,
+    }
     write_shard(str(tmp_path / "train-0.arrow"), ids[:1], ["x"], np.dtype(np.uint16))
     problems = verify_shards(str(tmp_path))
     assert any("sha256" in p for p in problems) and any("counts" in p for p in problems)
