@@ -84,10 +84,7 @@ def run_all(cfg: dict[str, Any], output: str | None = None) -> dict[str, Any]:
     tok_cfg = dataclass_from_table(train_tokenizer.TokenizerConfig, cfg.get("tokenizer", {}), "tokenizer")
     tokenizer_path = f"{out}/tokenizer/tokenizer.json"
     summary = stage("train-tokenizer", train_tokenizer.run, f"{out}/dedup", tokenizer_path, tok_cfg)
-    print(
-        f"train-tokenizer: vocab {summary['vocab_size']} from {summary['counters']['docs_in']} docs\n"
-        f"  output: {tokenizer_path}"
-    )
+    print(train_tokenizer.summary_line(summary))
     stage(
         "tokenize",
         tokenize.run,

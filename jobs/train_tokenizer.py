@@ -71,6 +71,14 @@ def run(input_dir: str, output: str, cfg: TokenizerConfig) -> dict[str, Any]:
     return ray.get(ray.remote(num_cpus=1)(_train).remote(files, output, cfg))
 
 
+def summary_line(s: dict[str, Any]) -> str:
+    note = " (already trained; --overwrite to retrain)" if s.get("skipped") else ""
+    return (
+        f"train-tokenizer: vocab {s['vocab_size']} from {s['counters']['docs_in']} docs "
+        f"({s['counters']['chars_in']} chars) in {s['wall_seconds']:.1f}s{note}\n  output: {s['output']}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tokenmill train-tokenizer",
@@ -94,11 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--vocab-size must be at least 257 (256 bytes + EOS), got {args.vocab_size}")
         if args.overwrite and os.path.exists(args.output):
             os.remove(args.output)
-        s = run(args.input, args.output, TokenizerConfig(args.vocab_size, args.min_frequency, args.max_docs))
-        note = " (already trained; --overwrite to retrain)" if s.get("skipped") else ""
         print(
-            f"train-tokenizer: vocab {s['vocab_size']} from {s['counters']['docs_in']} docs "
-            f"({s['counters']['chars_in']} chars) in {s['wall_seconds']:.1f}s{note}\n  output: {args.output}"
+            summary_line(
+                run(
+                    args.input,
+                    args.output,
+                    TokenizerConfig(args.vocab_size, args.min_frequency, args.max_docs),
+                )
+            )
         )
         return 0
 

@@ -1,0 +1,92 @@
+"""`tokenmill run CONFIG`, the demo's command, on the 20-page fixture with a very small model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import DATA, run_tokenmill
+
+
+@pytest.fixture(scope="module")
+def run_dir(ray_head, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    config = out / "small.toml"
+    config.write_text(
+        f"""
+[run]
+inputs = ["{DATA / "sample-20.warc.gz"}"]
+output = "{out / "run"}"
+
+[tokenizer]
+vocab_size = 512
+
+[tokenize]
+val_fraction = 0.2
+
+[model]
+n_layer = 1
+n_head = 2
+n_embd = 32
+block_size = 32
+
+[pretrain]
+batch_size = 4
+max_steps = 12
+eval_interval = 6
+eval_steps = 2
+log_interval = 3
+checkpoint_interval = 6
+warmup_steps = 2
+
+[generate]
+prompt = "The"
+max_new_tokens = 8
+"""
+    )
+    first = run_tokenmill("run", str(config))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return out / "run", config, first
+
+
+def test_run_prints_counts_report_and_generated_text(run_dir):
+    out, _, done = run_dir
+    for stage in ("extract:", "filter:", "dedup:", "train-tokenizer:", "tokenize:"):
+        assert stage in done.stdout
+    assert f"report: {out}/report.json" in done.stdout
+    assert "generated (prompt 'The'):" in done.stdout
+    generated = done.stdout.split("generated (prompt 'The'):\n", 1)[1]
+    assert generated.startswith("The") and len(generated.strip()) > len("The")
+
+
+def test_report_json_chains_stage_counts(run_dir):
+    out, _, _ = run_dir
+    report = json.loads((out / "report.json").read_text())
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert list(stages)[:5] == ["extract", "filter", "dedup", "train-tokenizer", "tokenize"]
+    assert stages["filter"]["docs_in"] == stages["extract"]["docs_out"]
+    assert stages["dedup"]["docs_in"] == stages["filter"]["docs_out"]
+    assert report["shards"]["all"]["num_docs"] == stages["dedup"]["docs_out"]
+    assert stages["pretrain"]["steps"] == 12
+    assert set(report["stage_wall_seconds"]) >= {"extract", "filter", "dedup", "tokenize", "pretrain"}
+    rows = [json.loads(line) for line in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "loss", "lr", "tokens_per_s"} <= set(rows[-1])
+
+
+def test_rerun_resumes_every_stage(run_dir):
+    out, config, _ = run_dir
+    again = run_tokenmill("run", str(config))
+    assert again.returncode == 0, again.stderr[-3000:]
+    for stage in ("extract", "filter", "dedup", "tokenize"):
+        assert "(1 of 1 tasks already complete)" in again.stdout.split(f"{stage}:", 1)[1].splitlines()[0]
+    assert "(already trained;" in again.stdout
+    assert "resuming" in again.stdout
+
+
+def test_bad_config_is_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[run]\ninputs = ["x"]\noutput = "y"\n[filtr]\n')
+    done = run_tokenmill("run", str(bad))
+    assert done.returncode == 2
+    assert "unknown section(s) filtr" in done.stderr and "Traceback" not in done.stderr
