@@ -13,9 +13,12 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
+import ray
+
 from jobs import dedup, extract, report, tokenize, train_tokenizer
 from jobs import filter as filter_stage
 from jobs.common import UsageError, dataclass_from_table, print_stage_summary, run_cli
+from pipeline.executor import write_json
 
 SECTIONS = {"run", "extract", "filter", "dedup", "tokenizer", "tokenize", "model", "pretrain", "generate"}
 
@@ -42,16 +45,23 @@ def load_config(path: str) -> dict[str, Any]:
 
 def run_all(cfg: dict[str, Any], output: str | None = None) -> dict[str, Any]:
     # Imported here: torch is only needed once the data stages are done.
-    from train.config import ConfigError, load_config_file, pretrain_config_from_tables
+    from train.config import ConfigError
+
+    try:
+        return _run_all(cfg, output)
+    except ConfigError as e:  # too little data for a batch, a model change on resume...: the user's to fix
+        raise UsageError(str(e)) from None
+
+
+def _run_all(cfg: dict[str, Any], output: str | None) -> dict[str, Any]:
+    from train.config import load_config_file, pretrain_config_from_tables
     from train.generate import generate_text
     from train.pretrain import pretrain
 
     out = (output or cfg["run"]["output"]).rstrip("/")
-    try:  # the model file gives the sizes; [model] and [pretrain] here override it
-        base = load_config_file(cfg["run"]["model"]) if "model" in cfg["run"] else None
-        pre_cfg = pretrain_config_from_tables(cfg.get("model", {}), cfg.get("pretrain", {}), base)
-    except ConfigError as e:
-        raise UsageError(str(e)) from None
+    # the model file gives the sizes; [model] and [pretrain] here override it. Checked before any work.
+    base = load_config_file(cfg["run"]["model"]) if "model" in cfg["run"] else None
+    pre_cfg = pretrain_config_from_tables(cfg.get("model", {}), cfg.get("pretrain", {}), base)
     timings: dict[str, float] = {}
 
     def stage(name: str, fn: Any, *args: Any) -> Any:
@@ -66,49 +76,47 @@ def run_all(cfg: dict[str, Any], output: str | None = None) -> dict[str, Any]:
                 )
         return result
 
+    table = cfg.get
     stage(
         "extract",
         extract.run,
         cfg["run"]["inputs"],
         f"{out}/extract",
-        extract.config_from_table(cfg.get("extract", {})),
+        extract.config_from_table(table("extract", {})),
     )
     stage(
         "filter",
         filter_stage.run,
         f"{out}/extract",
         f"{out}/filter",
-        filter_stage.config_from_table(cfg.get("filter", {})),
+        filter_stage.config_from_table(table("filter", {})),
     )
-    stage("dedup", dedup.run, f"{out}/filter", f"{out}/dedup", dedup.config_from_table(cfg.get("dedup", {})))
-    tok_cfg = dataclass_from_table(train_tokenizer.TokenizerConfig, cfg.get("tokenizer", {}), "tokenizer")
+    stage("dedup", dedup.run, f"{out}/filter", f"{out}/dedup", dedup.config_from_table(table("dedup", {})))
+    tok_cfg = dataclass_from_table(train_tokenizer.TokenizerConfig, table("tokenizer", {}), "tokenizer")
     tokenizer_path = f"{out}/tokenizer/tokenizer.json"
-    summary = stage("train-tokenizer", train_tokenizer.run, f"{out}/dedup", tokenizer_path, tok_cfg)
-    print(train_tokenizer.summary_line(summary))
-    stage(
-        "tokenize",
-        tokenize.run,
-        f"{out}/dedup",
-        tokenizer_path,
-        f"{out}/shards",
-        tokenize.config_from_table(cfg.get("tokenize", {})),
-    )
-
-    resume = os.path.exists(f"{out}/pretrain/ckpt.pt")
     print(
-        f"pretrain: {'resuming' if resume else 'starting'} ({pre_cfg.max_steps} steps) -> {out}/pretrain",
-        flush=True,
+        train_tokenizer.summary_line(
+            stage("train-tokenizer", train_tokenizer.run, f"{out}/dedup", tokenizer_path, tok_cfg)
+        )
     )
+    tok_stage_cfg = tokenize.config_from_table(table("tokenize", {}))
+    stage("tokenize", tokenize.run, f"{out}/dedup", tokenizer_path, f"{out}/shards", tok_stage_cfg)
+
+    # Training is one process on this machine: release the local Ray's workers so torch has every core.
+    ray.shutdown()
+    resume = os.path.exists(f"{out}/pretrain/ckpt.pt")
+    verb = "resuming" if resume else "starting"
+    print(f"pretrain: {verb} ({pre_cfg.max_steps} steps) -> {out}/pretrain", flush=True)
     stage("pretrain", pretrain, f"{out}/shards", f"{out}/pretrain", pre_cfg, resume)
 
     rep = report.collect([out])
     rep["stage_wall_seconds"] = timings
     report_path = f"{out}/report.json"
-    report.write_json(report_path, rep)
+    write_json(report_path, rep)
     print("\n" + report.format_report(rep))
     print(f"report: {report_path}")
 
-    gen = cfg.get("generate", {})
+    gen = table("generate", {})
     prompt = gen.get("prompt", "The")
     text = generate_text(
         f"{out}/pretrain",

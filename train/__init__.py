@@ -1,0 +1,1 @@
+"""Training: shard loader, pretrain loop, checkpoints, generation. Imports model and tokenizer, never jobs."""

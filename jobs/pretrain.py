@@ -1,0 +1,85 @@
+"""tokenmill pretrain: train the GPT on a shard folder (thin entry point; the loop is train/pretrain.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+
+from jobs.common import UsageError, run_cli
+from train.config import ConfigError, config_from_dict, load_config_file
+from train.pretrain import PretrainConfig, pretrain, resume_config
+
+# CLI flag -> PretrainConfig field; each overrides the checkpoint's and the --config file's value.
+OVERRIDES = ("max_steps", "seed", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "lr", "device")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tokenmill pretrain",
+        description="Pretrain a GPT on a tokenmill shard folder. Writes RUN/ckpt.pt, RUN/tokenizer.json and "
+        "RUN/metrics.jsonl (one JSON line per logged step). Settings come from the built-in defaults (the "
+        "CPU demo size), then --config, then the flags below; with --resume, from the checkpoint first.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="SHARDS",
+        help="shard folder with manifest.json (the output of `tokenmill tokenize`)",
+    )
+    p.add_argument("--output", required=True, metavar="RUN", help="run folder to write (created if missing)")
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="TOML with [model] and [pretrain] tables, e.g. configs/model/tiny.toml",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue RUN/ckpt.pt exactly where it stopped; "
+        "without it an existing checkpoint is never overwritten",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        metavar="N",
+        help="total optimizer steps (raise it with --resume to extend a run)",
+    )
+    p.add_argument("--seed", type=int, metavar="S", help="seed for the initial weights and the batch order")
+    p.add_argument("--n-layer", type=int, metavar="N", help="transformer blocks")
+    p.add_argument("--n-head", type=int, metavar="N", help="attention heads per block (must divide --n-embd)")
+    p.add_argument("--n-embd", type=int, metavar="N", help="embedding width")
+    p.add_argument("--block-size", type=int, metavar="N", help="context length in tokens")
+    p.add_argument("--batch-size", type=int, metavar="N", help="sequences per optimizer step")
+    p.add_argument("--lr", type=float, metavar="LR", help="peak learning rate (warmup, then cosine decay)")
+    p.add_argument("--device", metavar="DEV", help="auto (cuda if available), cpu, cuda or cuda:N")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # notes go to stderr
+    try:
+        resuming = args.resume and os.path.exists(os.path.join(args.output, "ckpt.pt"))
+        cfg = resume_config(args.output) if resuming else PretrainConfig()
+        if args.config:
+            cfg = load_config_file(args.config, cfg)
+        cfg = config_from_dict({k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}, cfg)
+        summary = pretrain(args.data, args.output, cfg, resume=args.resume)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    val = f", val_loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else ""
+    loss = f"{summary['loss']:.4f}" if summary["loss"] is not None else "n/a"
+    print(
+        f"pretrain: step {summary['step']}, loss {loss}{val}, {summary['tokens_per_s']} tokens/s, "
+        f"{summary['elapsed_s']:.0f}s\n  output: {summary['checkpoint']}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(build_parser(), _run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""`tokenmill pretrain` / `tokenmill generate` argument handling: mistakes are one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.generate import main as generate_main
+from jobs.pretrain import build_parser
+from jobs.pretrain import main as pretrain_main
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = [
+    "--n-layer",
+    "1",
+    "--n-head",
+    "2",
+    "--n-embd",
+    "32",
+    "--block-size",
+    "16",
+    "--batch-size",
+    "4",
+    "--device",
+    "cpu",
+]
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], prog: str) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), err
+    return lines[0]
+
+
+def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    assert parser.prog == "tokenmill pretrain"
+    with pytest.raises(SystemExit) as exit_:
+        pretrain_main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for flag in (
+        "--data",
+        "--output",
+        "--max-steps",
+        "--seed",
+        "--resume",
+        "--config",
+        "--n-layer",
+        "--n-head",
+        "--n-embd",
+        "--block-size",
+        "--batch-size",
+        "--lr",
+        "--device",
+    ):
+        assert flag in text
+
+
+def test_missing_data_folder_or_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert pretrain_main(["--data", str(tmp_path / "nope"), "--output", str(tmp_path / "run")]) == 2
+    assert "does not exist" in one_line_error(capsys, "tokenmill pretrain")
+    assert pretrain_main(["--data", str(tmp_path), "--output", str(tmp_path / "run")]) == 2
+    assert "manifest.json" in one_line_error(capsys, "tokenmill pretrain")
+
+
+def test_bad_config_values(tmp_path: Path, shard_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    toml = tmp_path / "typo.toml"
+    toml.write_text("[model]\nn_layers = 2\n")
+    assert (
+        pretrain_main(["--data", str(shard_dir), "--output", str(tmp_path / "r"), "--config", str(toml)]) == 2
+    )
+    assert "'n_layers'" in one_line_error(capsys, "tokenmill pretrain")
+    assert pretrain_main(["--data", str(shard_dir), "--output", str(tmp_path / "r"), "--n-embd", "30"]) == 2
+    assert "n_head" in one_line_error(capsys, "tokenmill pretrain")
+    assert pretrain_main(["--data", str(shard_dir), "--output", str(tmp_path / "r"), "--device", "gpu9"]) == 2
+    one_line_error(capsys, "tokenmill pretrain")
+
+
+def test_train_then_refuse_overwrite_then_resume_from_the_checkpoint_config(
+    tmp_path: Path, shard_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    base = ["--data", str(shard_dir), "--output", str(run)]
+    assert pretrain_main([*base, *TINY, "--max-steps", "4", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "step 4" in out and str(run / "ckpt.pt") in out
+    assert pretrain_main([*base, *TINY, "--max-steps", "4"]) == 2
+    assert "--resume" in one_line_error(capsys, "tokenmill pretrain")
+    # Resume needs no model flags: they come from the checkpoint; --max-steps extends the run.
+    assert pretrain_main([*base, "--resume", "--max-steps", "6"]) == 0
+    assert "step 6" in capsys.readouterr().out
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 6
+    assert pretrain_main([*base, "--resume", "--n-embd", "64"]) == 2
+    assert "model shape" in one_line_error(capsys, "tokenmill pretrain")
+
+
+def test_generate_bad_input(tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert generate_main(["--checkpoint", str(tmp_path / "nope"), "--prompt", "x"]) == 2
+    assert "no checkpoint" in one_line_error(capsys, "tokenmill generate")
+    assert generate_main(["--checkpoint", str(trained_run), "--prompt", "x", "--temperature", "-1"]) == 2
+    assert "temperature" in one_line_error(capsys, "tokenmill generate")
+
+
+def test_module_entry_point_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.pretrain",
+            "--data",
+            str(tmp_path / "missing"),
+            "--output",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"tokenmill pretrain: error: shard folder {tmp_path / 'missing'} does not exist"
+    ]

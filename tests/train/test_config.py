@@ -1,0 +1,74 @@
+"""PretrainConfig from TOML tables: the shipped model configs load, typos and wrong types are named."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from train.config import ConfigError, PretrainConfig, config_from_dict, load_config_file
+from train.pretrain import pretrain_config_from_tables
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_shipped_model_configs_load(name: str) -> None:
+    cfg = load_config_file(str(CONFIGS / f"{name}.toml"))
+    assert cfg.validate() is cfg
+    data = tomllib.loads((CONFIGS / f"{name}.toml").read_text())
+    assert set(data) == {"model", "pretrain"}
+    assert cfg.n_layer == data["model"]["n_layer"]
+
+
+def test_defaults_are_the_tiny_demo_config() -> None:
+    assert load_config_file(str(CONFIGS / "tiny.toml")) == PretrainConfig()
+
+
+def test_tables_override_defaults_and_base() -> None:
+    cfg = pretrain_config_from_tables({"n_layer": 2, "bias": False}, {"lr": 3, "compile": False})
+    assert (cfg.n_layer, cfg.bias, cfg.lr, cfg.compile) == (2, False, 3.0, False)
+    assert isinstance(cfg.lr, float)
+    base = PretrainConfig(batch_size=7)
+    assert config_from_dict({"max_steps": 9}, base).batch_size == 7  # flat keys work too
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"pretrain": {"max_step": 5}}, "'max_step'"),
+        ({"model": {"lr": 1e-3}}, "'lr' in \\[model\\]"),
+        ({"model": {"vocab_size": 100}}, "manifest"),
+        ({"optimizer": {}}, "'optimizer'"),
+        ({"pretrain": {"max_steps": "10"}}, "'max_steps' must be int"),
+        ({"model": {"bias": 1}}, "'bias' must be bool"),
+        ({"pretrain": {"batch_size": True}}, "'batch_size' must be int"),
+    ],
+)
+def test_unknown_keys_and_wrong_types_are_named(data: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"n_embd": 30, "n_head": 4}, "multiple of n_head"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"min_lr": 1.0, "lr": 0.1}, "min_lr"),
+        ({"dtype": "float16"}, "dtype"),
+    ],
+)
+def test_validate_names_the_problem(changes: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        PretrainConfig(**changes).validate()
+
+
+def test_bad_config_file_is_one_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config_file(str(tmp_path / "none.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config_file(str(bad))

@@ -1,0 +1,51 @@
+"""RUN/ckpt.pt: written atomically, read back on CPU with weights_only (a checkpoint is data, not code)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from model import GPT, GPTConfig
+from train.config import ConfigError
+
+CKPT_FILE = "ckpt.pt"
+CKPT_FORMAT = "tokenmill-ckpt"
+CKPT_VERSION = 1
+
+
+def checkpoint_path(run_dir: str) -> str:
+    return os.path.join(run_dir, CKPT_FILE)
+
+
+def save_checkpoint(path: str, state: dict[str, Any]) -> None:
+    """Temp file then os.replace: a crash mid-write leaves the previous checkpoint intact."""
+    tmp = path + ".tmp"
+    torch.save({"format": CKPT_FORMAT, "version": CKPT_VERSION, **state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str) -> dict[str, Any]:
+    """Load to CPU (RNG states must live there; the optimizer moves its state to the parameters itself)."""
+    if os.path.isdir(path):
+        path = checkpoint_path(path)
+    if not os.path.exists(path):
+        raise ConfigError(f"no checkpoint at {path}: is it a `tokenmill pretrain --output` folder?")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for a truncated or foreign file
+        raise ConfigError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
+        raise ConfigError(f"{path} is not a tokenmill checkpoint")
+    if ckpt.get("version") != CKPT_VERSION:
+        raise ConfigError(
+            f"{path}: checkpoint version {ckpt.get('version')} is not supported (want {CKPT_VERSION})"
+        )
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> GPT:
+    model = GPT(GPTConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    return model

@@ -1,0 +1,164 @@
+"""PretrainConfig: every knob of a pretraining run, and how TOML tables and CLI flags become one."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from model import GPTConfig
+
+
+class ConfigError(ValueError):
+    """A mistake the user can fix (config key, argument, run folder). jobs/ print it as one line, exit 2.
+
+    train/ cannot import jobs.common.UsageError (nothing imports jobs), so it raises this instead.
+    """
+
+
+# Model shape fields: they must match a checkpoint to resume it. vocab_size comes from the shard manifest.
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
+
+
+@dataclass
+class PretrainConfig:
+    # Defaults are configs/model/tiny.toml (the CPU demo), so a bare `tokenmill pretrain` runs anywhere.
+    # model
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128
+    dropout: float = 0.0
+    bias: bool = True
+    # optimisation
+    batch_size: int = 16
+    grad_accum: int = 1  # micro-batches per step: a bigger effective batch without the memory
+    max_steps: int = 600
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 50
+    lr_decay_steps: int | None = None  # end of the cosine; None = max_steps
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # 0 = off
+    # bookkeeping
+    eval_interval: int = 100
+    eval_steps: int = 10
+    log_interval: int = 10
+    checkpoint_interval: int = 100
+    seed: int = 1337
+    device: str = "auto"  # auto = cuda if available, else cpu
+    dtype: str = "auto"  # auto = bfloat16 autocast on CUDA, float32 elsewhere
+    compile: str | bool = "auto"  # auto = torch.compile on CUDA only
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in MODEL_KEYS})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> PretrainConfig:
+        positive = (
+            "n_layer",
+            "n_head",
+            "n_embd",
+            "block_size",
+            "batch_size",
+            "grad_accum",
+            "max_steps",
+            "eval_interval",
+            "eval_steps",
+            "log_interval",
+            "checkpoint_interval",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr_decay_steps is not None and self.lr_decay_steps <= self.warmup_steps:
+            raise ConfigError(
+                f"lr_decay_steps ({self.lr_decay_steps}) must exceed warmup_steps ({self.warmup_steps})"
+            )
+        if self.min_lr > self.lr:
+            raise ConfigError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+        if self.compile not in ("auto", True, False):
+            raise ConfigError(f"compile must be auto, true or false, got {self.compile!r}")
+        try:
+            self.model_config(vocab_size=1)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        return self
+
+
+# What each field accepts from TOML (bool is an int in Python, so it is refused where an int is meant).
+_ACCEPTS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "int | None": (int,),
+    "str | bool": (str, bool),
+}
+
+
+def _check_value(key: str, value: Any) -> Any:
+    annotation = {f.name: f.type for f in fields(PretrainConfig)}[key]
+    accepts = _ACCEPTS[annotation]
+    if isinstance(value, bool) and bool not in accepts or not isinstance(value, accepts):
+        raise ConfigError(
+            f"config key {key!r} must be {annotation.replace(' | None', '')}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return float(value) if annotation == "float" else value
+
+
+def config_from_dict(data: Mapping[str, Any], base: PretrainConfig | None = None) -> PretrainConfig:
+    """Build a config from a TOML document or table, on top of base (default: the built-in defaults).
+
+    Accepts `[model]` (shape keys only) and `[pretrain]` tables as in configs/model/*.toml, and/or the
+    PretrainConfig keys directly at the top level (so a caller can pass its own `[pretrain]` table).
+    Unknown keys raise ConfigError naming the key: a typo must not silently train the wrong model.
+    """
+    known = {f.name for f in fields(PretrainConfig)}
+    updates: dict[str, Any] = {}
+
+    def take(table: Mapping[str, Any], allowed: set[str] | tuple[str, ...], where: str) -> None:
+        for key, value in table.items():
+            if key not in allowed:
+                hint = " (vocab_size comes from the shard manifest)" if key == "vocab_size" else ""
+                raise ConfigError(f"unknown config key {key!r} in {where}{hint}; known: {', '.join(allowed)}")
+            updates[key] = _check_value(key, value)
+
+    for key, value in data.items():
+        if key in ("model", "pretrain"):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key {key!r} must be a table")
+            take(value, MODEL_KEYS if key == "model" else tuple(sorted(known)), f"[{key}]")
+        else:
+            take({key: value}, tuple(sorted(known)), "the top level")
+    return replace(base or PretrainConfig(), **updates)
+
+
+def pretrain_config_from_tables(
+    model: Mapping[str, Any], pretrain: Mapping[str, Any], base: PretrainConfig | None = None
+) -> PretrainConfig:
+    """The `[model]` and `[pretrain]` tables of a TOML config (e.g. `tokenmill run`'s) as one config."""
+    return config_from_dict({"model": model, "pretrain": pretrain}, base).validate()
+
+
+def load_config_file(path: str, base: PretrainConfig | None = None) -> PretrainConfig:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    try:
+        return config_from_dict(data, base)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

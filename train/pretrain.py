@@ -1,0 +1,298 @@
+"""The pretraining loop: AdamW, warmup + cosine LR, grad clipping, eval, metrics.jsonl, resumable checkpoints.
+
+RUN/ (the output folder) ends up holding everything `generate` and `--resume` need:
+ckpt.pt (model, optimizer, step, configs, RNG states, data identity), tokenizer.json, metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from model import GPT
+from train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from train.config import MODEL_KEYS, ConfigError, PretrainConfig, pretrain_config_from_tables
+from train.loader import ShardLoader
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+__all__ = [
+    "ConfigError",
+    "PretrainConfig",
+    "lr_at",
+    "pretrain",
+    "pretrain_config_from_tables",
+    "resume_config",
+]
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    """Linear warmup to lr, then cosine down to min_lr at lr_decay_steps (default max_steps), then flat."""
+    decay_steps = cfg.lr_decay_steps or cfg.max_steps
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
+    if step >= decay_steps:
+        return cfg.min_lr
+    progress = (step - cfg.warmup_steps) / (decay_steps - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r} (try auto, cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but no CUDA GPU is available (use --device cpu)")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """bfloat16 autocast on GPUs that have it (no loss scaling needed); float32 otherwise."""
+    if name == "auto":
+        bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16_ok else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader: ShardLoader,
+    eval_steps: int,
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager,
+) -> float | None:
+    """Mean loss over the fixed val windows, or None when there is no val split to speak of."""
+    model.eval()
+    losses = []
+    for x, y in loader.val_batches(eval_steps):
+        with autocast:
+            _, loss = model(x.to(device), y.to(device))
+        losses.append(loss.item())
+    model.train()
+    return sum(losses) / len(losses) if losses else None
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _check_resumable(ckpt: dict[str, Any], cfg: PretrainConfig, tokenizer_sha256: str) -> None:
+    if ckpt["data"]["tokenizer_sha256"] != tokenizer_sha256:
+        raise ConfigError(
+            f"the shard folder's tokenizer is not the one the checkpoint was trained with "
+            f"(checkpoint data: {ckpt['data']['dir']})"
+        )
+    saved = ckpt["pretrain_config"]
+    changed = [k for k in MODEL_KEYS if saved[k] != getattr(cfg, k)]
+    if changed:
+        diffs = ", ".join(f"{k}={saved[k]} in the checkpoint, {getattr(cfg, k)} now" for k in changed)
+        raise ConfigError(f"cannot resume with a different model shape: {diffs}")
+    for key, value in saved.items():
+        if key in cfg.to_dict() and cfg.to_dict()[key] != value:
+            log.info("resume: %s changed from %r to %r", key, value, cfg.to_dict()[key])
+
+
+def _keep_metrics_until(path: str, step: int) -> None:
+    """On resume, drop rows logged after the checkpoint (they will be logged again) and any line a crash
+    cut short; keep the rest."""
+    if not os.path.exists(path):
+        return
+    rows = []
+    with open(path) as f:
+        for line in f:
+            try:
+                if json.loads(line)["step"] <= step:
+                    rows.append(line if line.endswith("\n") else line + "\n")
+            except (ValueError, KeyError, TypeError):
+                continue
+    with open(path, "w") as f:
+        f.writelines(rows)
+
+
+def resume_config(out_dir: str) -> PretrainConfig:
+    """The config a run folder's checkpoint was trained with: the starting point for resuming it."""
+    saved = load_checkpoint(checkpoint_path(out_dir))["pretrain_config"]
+    return PretrainConfig(**saved)
+
+
+def pretrain(
+    data_dir: str,
+    out_dir: str,
+    cfg: PretrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a GPT on the shard folder data_dir, writing out_dir/{ckpt.pt, tokenizer.json, metrics.jsonl}.
+
+    resume=True continues out_dir/ckpt.pt exactly (same batches, LR and RNG as if never stopped) up to
+    cfg.max_steps; without it an existing checkpoint is never overwritten. Returns a summary dict.
+    Raises ConfigError for anything the user can fix.
+    """
+    cfg = (cfg or PretrainConfig()).validate()
+    loader = ShardLoader(data_dir, cfg.block_size, cfg.batch_size, cfg.seed)
+    tok = loader.manifest.tokenizer
+    ckpt_file = checkpoint_path(out_dir)
+    if not resume and os.path.exists(ckpt_file):
+        raise ConfigError(
+            f"{ckpt_file} already exists: pass --resume to continue that run, or choose another --output"
+        )
+    if resume and not os.path.exists(ckpt_file):
+        raise ConfigError(f"nothing to resume: {ckpt_file} does not exist (drop --resume to start a new run)")
+    ckpt = load_checkpoint(ckpt_file) if resume else None
+    if ckpt is not None:
+        _check_resumable(ckpt, cfg, tok.sha256)
+    if not loader.has_val:
+        log.warning(
+            "note: val split has %d tokens, fewer than one window of %d: skipping evaluation",
+            loader.val.num_tokens,
+            cfg.block_size + 1,
+        )
+
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    autocast = (
+        torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    )
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg.model_config(tok.vocab_size)).to(device)
+    optimizer = model.configure_optimizer(cfg.weight_decay, cfg.lr, device_type=device.type)
+    step, elapsed_before, last = 0, 0.0, {"loss": None, "val_loss": None}
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(ckpt["rng"])
+        step, elapsed_before, last = ckpt["step"], ckpt["elapsed_s"], ckpt["last"]
+        log.info("resuming %s at step %d of %d", ckpt_file, step, cfg.max_steps)
+
+    os.makedirs(out_dir, exist_ok=True)
+    shutil.copyfile(os.path.join(data_dir, tok.file), os.path.join(out_dir, "tokenizer.json"))
+    metrics_file = os.path.join(out_dir, METRICS_FILE)
+    if resume:
+        _keep_metrics_until(metrics_file, step)
+    use_compile = cfg.compile is True or (cfg.compile == "auto" and device.type == "cuda")
+    train_model = torch.compile(model) if use_compile else model  # `model` stays the uncompiled owner
+
+    def state() -> dict[str, Any]:
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "model_config": asdict(model.config),
+            "pretrain_config": cfg.to_dict(),
+            "rng": _rng_state(),
+            "elapsed_s": elapsed_before + time.perf_counter() - t_start,
+            "last": last,
+            "data": {
+                "dir": os.path.abspath(data_dir),
+                "tokenizer_sha256": tok.sha256,
+                "eos_id": tok.eos_id,
+                "vocab_size": tok.vocab_size,
+                "train_tokens": loader.train.num_tokens,
+            },
+        }
+
+    tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum
+    t_start = t_log = time.perf_counter()
+    train_time, steps_since_log, start_step = 0.0, 0, step
+    bar = tqdm(
+        total=cfg.max_steps,
+        initial=step,
+        desc="pretrain",
+        unit="step",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
+    model.train()
+    with open(metrics_file, "a" if resume else "w") as metrics:
+        while step < cfg.max_steps:
+            lr = lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum = torch.zeros((), device=device)
+            for micro in range(cfg.grad_accum):
+                x, y = loader.train_batch(step, micro)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with autocast:
+                    _, loss = train_model(x, y)
+                (loss / cfg.grad_accum).backward()
+                loss_sum += loss.detach()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            steps_since_log += 1
+            bar.update(1)
+
+            is_last = step == cfg.max_steps
+            do_eval = step % cfg.eval_interval == 0 or is_last
+            if step % cfg.log_interval == 0 or do_eval:
+                last["loss"] = loss_sum.item() / cfg.grad_accum  # .item() syncs the GPU: timing is honest
+                now = time.perf_counter()
+                train_time += now - t_log
+                row = {
+                    "step": step,
+                    "loss": round(last["loss"], 6),
+                    "lr": lr,
+                    "tokens_per_s": round(steps_since_log * tokens_per_step / (now - t_log), 1),
+                }
+                if do_eval and loader.has_val:
+                    last["val_loss"] = evaluate(train_model, loader, cfg.eval_steps, device, autocast)
+                    row["val_loss"] = round(last["val_loss"], 6)
+                row["elapsed_s"] = round(elapsed_before + time.perf_counter() - t_start, 2)
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+                bar.set_postfix({k: row[k] for k in ("loss", "val_loss", "tokens_per_s") if k in row})
+                t_log, steps_since_log = time.perf_counter(), 0  # eval time is not training time
+            if step % cfg.checkpoint_interval == 0 or is_last:
+                t_save = time.perf_counter()
+                save_checkpoint(ckpt_file, state())
+                t_log += time.perf_counter() - t_save  # nor is writing the checkpoint
+    bar.close()
+
+    if step == start_step:
+        log.info("%s is already at step %d (max_steps %d): nothing to train", ckpt_file, step, cfg.max_steps)
+    trained = step - start_step
+    summary = {
+        "run_dir": out_dir,
+        "checkpoint": ckpt_file,
+        "step": step,
+        "steps_trained": trained,
+        "loss": last["loss"],
+        "val_loss": last["val_loss"],
+        "tokens_per_s": round(trained * tokens_per_step / train_time, 1) if train_time else None,
+        "elapsed_s": round(elapsed_before + time.perf_counter() - t_start, 2),
+        "num_params": model.num_params(),
+        "train_tokens": loader.train.num_tokens,
+        "val_tokens": loader.val.num_tokens,
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+    }
+    return summary
