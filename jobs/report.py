@@ -108,7 +108,8 @@ def format_report(report: dict[str, Any]) -> str:
             val = f", val loss {s['final_val_loss']:.3f}" if s.get("final_val_loss") is not None else ""
             lines.append(
                 f"pretrain: {s['steps']} steps, loss {s['final_loss']:.3f}{val}, "
-                f"{s.get('tokens_per_s') or 0:,.0f} tokens/s  [{s['output']}]"
+                f"{s.get('tokens_per_s') or 0:,.0f} tokens/s, {s.get('wall_seconds') or 0:.0f}s"
+                f"  [{s['output']}]"
             )
     return "\n".join(lines)
 
