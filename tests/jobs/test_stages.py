@@ -185,3 +185,22 @@ def test_ray_job_submit(ray_head, tmp_path):
     assert f"extract: {_count_responses(SAMPLE)} docs in" in done.stdout
     ids = pq.read_table(out / "part-00000.parquet").column("id").to_pylist()
     assert ids and all(i.startswith("<urn:uuid:") for i in ids)
+
+
+def test_without_ray_address_a_stage_starts_its_own_local_ray(tmp_path):
+    """The default for a user with no cluster: the command starts a private local Ray and ends it."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    exe = os.path.join(os.path.dirname(sys.executable), "tokenmill")
+    done = subprocess.run(
+        [exe, "extract", SAMPLE, "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"extract: {_count_responses(SAMPLE)} docs in" in done.stdout
+    assert (tmp_path / "out" / "completions" / "part-00000").exists()
