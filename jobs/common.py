@@ -6,11 +6,14 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import fsspec
 
-from pipeline.executor import StageResult
+from pipeline.documents import Document, documents_table, excluded_table, write_table
+from pipeline.executor import StageLayout, StageResult
+from pipeline.stats import Stats
 
 T = TypeVar("T")
 
@@ -36,6 +39,29 @@ def run_cli(
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+
+
+@dataclass
+class TaskDocuments:
+    """What one task of a document stage keeps and drops, written together so nothing goes missing."""
+
+    stats: Stats = field(default_factory=Stats)
+    kept: list[Document] = field(default_factory=list)
+    dropped: list[tuple[Document, str]] = field(default_factory=list)
+
+    def keep(self, doc: Document) -> None:
+        self.kept.append(doc)
+
+    def drop(self, doc: Document, reason: str) -> None:
+        self.stats.drop(reason)
+        self.dropped.append((doc, reason))
+
+    def write(self, layout: StageLayout, i: int) -> Stats:
+        """Kept documents to part-i, dropped ones with their reason to excluded/; the task's stats."""
+        self.stats.add("docs_out", len(self.kept))
+        write_table(documents_table(self.kept), layout.part(i))
+        write_table(excluded_table(self.dropped), layout.excluded(i))
+        return self.stats
 
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")

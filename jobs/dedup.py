@@ -16,15 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from jobs.common import dataclass_from_table, run_stage_cli
+from jobs.common import TaskDocuments, dataclass_from_table, run_stage_cli
 from pipeline.dedup import DedupConfig, exact_key, find_duplicates, minhash_signature
-from pipeline.documents import (
-    documents_table,
-    excluded_table,
-    list_document_files,
-    read_documents,
-    write_table,
-)
+from pipeline.documents import list_document_files, read_documents, write_table
 from pipeline.executor import StageLayout, StageResult, exists, init_ray, run_stage
 from pipeline.stats import Stats
 
@@ -67,23 +61,18 @@ def cluster(signature_files: list[str], duplicates_path: str, config: dict[str, 
 def write_file(i: int, path: str, layout: StageLayout, config: dict[str, Any]) -> Stats:
     dups = {r["id"]: r for r in pq.read_table(config["duplicates"]).to_pylist()}
     kept_clusters = {r["kept_id"]: r["cluster"] for r in dups.values()}
-    stats = Stats()
-    kept, dropped = [], []
+    out = TaskDocuments()
     for doc in read_documents(path):
-        stats.add("docs_in")
+        out.stats.add("docs_in")
         if doc.id in dups:
             d = dups[doc.id]
             doc.metadata["dedup"] = {"cluster": d["cluster"], "duplicate_of": d["kept_id"]}
-            stats.drop(d["reason"])
-            dropped.append((doc, d["reason"]))
+            out.drop(doc, d["reason"])
         else:
             if doc.id in kept_clusters:
                 doc.metadata["dedup"] = {"cluster": kept_clusters[doc.id]}
-            kept.append(doc)
-    stats.add("docs_out", len(kept))
-    write_table(documents_table(kept), layout.part(i))
-    write_table(excluded_table(dropped), layout.excluded(i))
-    return stats
+            out.keep(doc)
+    return out.write(layout, i)
 
 
 def run(input_dir: str, output: str, cfg: DedupConfig | None = None) -> StageResult:

@@ -7,8 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from jobs.common import dataclass_from_table, expand_inputs, run_stage_cli
-from pipeline.documents import documents_table, excluded_table, write_table
+from jobs.common import TaskDocuments, dataclass_from_table, expand_inputs, run_stage_cli
 from pipeline.executor import StageLayout, StageResult, run_stage
 from pipeline.extract import ExtractConfig, extract_document
 from pipeline.stats import Stats
@@ -17,25 +16,20 @@ from pipeline.warc import CorruptInputError, iter_warc_responses
 
 def extract_file(i: int, warc_path: str, layout: StageLayout, config: dict[str, Any]) -> Stats:
     cfg = ExtractConfig(**config)
-    stats = Stats()
-    kept, dropped = [], []
+    out = TaskDocuments()
     try:
-        for response in iter_warc_responses(warc_path, stats):
-            stats.add("docs_in")
+        for response in iter_warc_responses(warc_path, out.stats):
+            out.stats.add("docs_in")
             doc, reason = extract_document(response, warc_path, cfg)
             if reason is None:
-                kept.append(doc)
+                out.keep(doc)
             else:
-                stats.drop(reason)
-                dropped.append((doc, reason))
+                out.drop(doc, reason)
     except CorruptInputError as e:  # the file is reported, the job goes on with the others
-        stats.add("corrupt_files")
-        stats.error(str(e))
-    stats.add("docs_out", len(kept))
-    stats.add("text_chars_out", sum(len(d.text) for d in kept))
-    write_table(documents_table(kept), layout.part(i))
-    write_table(excluded_table(dropped), layout.excluded(i))
-    return stats
+        out.stats.add("corrupt_files")
+        out.stats.error(str(e))
+    out.stats.add("text_chars_out", sum(len(d.text) for d in out.kept))
+    return out.write(layout, i)
 
 
 def run(inputs: Sequence[str], output: str, cfg: ExtractConfig | None = None) -> StageResult:

@@ -7,14 +7,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from jobs.common import dataclass_from_table, run_stage_cli
-from pipeline.documents import (
-    documents_table,
-    excluded_table,
-    list_document_files,
-    read_documents,
-    write_table,
-)
+from jobs.common import TaskDocuments, dataclass_from_table, run_stage_cli
+from pipeline.documents import list_document_files, read_documents
 from pipeline.executor import StageLayout, StageResult, run_stage
 from pipeline.filters import FilterConfig, build_filters, first_failure
 from pipeline.stats import Stats
@@ -22,20 +16,15 @@ from pipeline.stats import Stats
 
 def filter_file(i: int, path: str, layout: StageLayout, config: dict[str, Any]) -> Stats:
     filters = build_filters(FilterConfig(**config))
-    stats = Stats()
-    kept, dropped = [], []
+    out = TaskDocuments()
     for doc in read_documents(path):
-        stats.add("docs_in")
+        out.stats.add("docs_in")
         reason = first_failure(filters, doc)
         if reason is None:
-            kept.append(doc)
+            out.keep(doc)
         else:
-            stats.drop(reason)
-            dropped.append((doc, reason))
-    stats.add("docs_out", len(kept))
-    write_table(documents_table(kept), layout.part(i))
-    write_table(excluded_table(dropped), layout.excluded(i))
-    return stats
+            out.drop(doc, reason)
+    return out.write(layout, i)
 
 
 def run(input_dir: str, output: str, cfg: FilterConfig | None = None) -> StageResult:
