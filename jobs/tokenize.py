@@ -19,6 +19,7 @@ from pipeline.executor import StageLayout, StageResult, read_json, run_stage, wr
 from pipeline.stats import Stats
 from tokenizer.bpe import encode_documents, eos_id, load_tokenizer
 from tokenizer.shards import (
+    SPLITS,
     TOKENIZER_FILE,
     Manifest,
     ShardInfo,
@@ -47,35 +48,49 @@ def shard_list_path(layout: StageLayout, i: int) -> str:
     return f"{layout.root}/stats/part-{i:05d}.shards.json"
 
 
+class SplitShards:
+    """The documents of one split waiting to be written; a new shard starts past max_tokens."""
+
+    def __init__(self, folder: str, split: str, task: int, dtype: np.dtype, max_tokens: int) -> None:
+        self.folder, self.split, self.task, self.dtype, self.max_tokens = (
+            folder,
+            split,
+            task,
+            dtype,
+            max_tokens,
+        )
+        self.tokens: list[np.ndarray] = []
+        self.doc_ids: list[str] = []
+        self.num_tokens = 0
+        self.written: list[dict[str, Any]] = []
+
+    def add(self, tokens: np.ndarray, doc_id: str) -> None:
+        self.tokens.append(tokens)
+        self.doc_ids.append(doc_id)
+        self.num_tokens += len(tokens)
+        if self.num_tokens >= self.max_tokens:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.doc_ids:
+            path = f"{self.folder}/{self.split}-{self.task:05d}-{len(self.written):03d}.arrow"
+            self.written.append(dataclasses.asdict(write_shard(path, self.tokens, self.doc_ids, self.dtype)))
+            self.tokens, self.doc_ids, self.num_tokens = [], [], 0
+
+
 def tokenize_file(i: int, path: str, layout: StageLayout, config: dict[str, Any]) -> Stats:
     cfg = TokenizeConfig(**{k: v for k, v in config.items() if k != "tokenizer"})
     tokenizer = load_tokenizer(config["tokenizer"])
     dtype = token_dtype(tokenizer.get_vocab_size())
     stats = Stats()
-    pending: dict[str, tuple[list[np.ndarray], list[str]]] = {"train": ([], []), "val": ([], [])}
-    pending_tokens = {"train": 0, "val": 0}
-    written: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
-
-    def flush(split: str) -> None:
-        tokens, ids = pending[split]
-        if ids:
-            name = f"{split}-{i:05d}-{len(written[split]):03d}.arrow"
-            written[split].append(
-                dataclasses.asdict(write_shard(f"{layout.root}/{name}", tokens, ids, dtype))
-            )
-            pending[split] = ([], [])
-            pending_tokens[split] = 0
+    splits = {split: SplitShards(layout.root, split, i, dtype, cfg.max_shard_tokens) for split in SPLITS}
 
     def encode(batch: list) -> None:
         for doc, ids in zip(batch, encode_documents(tokenizer, [d.text for d in batch], dtype), strict=True):
             split = "val" if is_val(doc.id, cfg.val_fraction) else "train"
-            pending[split][0].append(ids)
-            pending[split][1].append(doc.id)
+            splits[split].add(ids, doc.id)
             stats.add(f"{split}_docs")
             stats.add(f"{split}_tokens", len(ids))
-            pending_tokens[split] += len(ids)
-            if pending_tokens[split] >= cfg.max_shard_tokens:
-                flush(split)
 
     batch = []
     for doc in read_documents(path):
@@ -88,10 +103,10 @@ def tokenize_file(i: int, path: str, layout: StageLayout, config: dict[str, Any]
             encode(batch)
             batch = []
     encode(batch)
-    flush("train")
-    flush("val")
+    for shards in splits.values():
+        shards.flush()
     stats.add("docs_out", stats.counters["train_docs"] + stats.counters["val_docs"])
-    write_json(shard_list_path(layout, i), written)
+    write_json(shard_list_path(layout, i), {split: shards.written for split, shards in splits.items()})
     return stats
 
 
@@ -102,7 +117,8 @@ def run(input_dir: str, tokenizer_path: str, output: str, cfg: TokenizeConfig | 
     files = list_document_files(input_dir)
     os.makedirs(output, exist_ok=True)
     local_tokenizer = os.path.join(output, TOKENIZER_FILE)  # the shard folder is self-contained
-    if not os.path.exists(local_tokenizer) or sha256_file(local_tokenizer) != sha256_file(tokenizer_path):
+    tokenizer_sha256 = sha256_file(tokenizer_path)
+    if not os.path.exists(local_tokenizer) or sha256_file(local_tokenizer) != tokenizer_sha256:
         shutil.copyfile(tokenizer_path, local_tokenizer)
     config = {**dataclasses.asdict(cfg), "tokenizer": os.path.abspath(local_tokenizer)}
     result = run_stage("tokenize", tokenize_file, files, output, config)
@@ -110,13 +126,13 @@ def run(input_dir: str, tokenizer_path: str, output: str, cfg: TokenizeConfig | 
         return result
 
     tokenizer = load_tokenizer(local_tokenizer)
-    splits: dict[str, list[ShardInfo]] = {"train": [], "val": []}
+    splits: dict[str, list[ShardInfo]] = {split: [] for split in SPLITS}
     for i in range(len(files)):
         for split, shards in read_json(shard_list_path(StageLayout(output), i)).items():
             splits[split].extend(ShardInfo(**s) for s in shards)
     manifest = Manifest(
         tokenizer=TokenizerInfo(
-            TOKENIZER_FILE, sha256_file(local_tokenizer), tokenizer.get_vocab_size(), eos_id(tokenizer)
+            TOKENIZER_FILE, tokenizer_sha256, tokenizer.get_vocab_size(), eos_id(tokenizer)
         ),
         dtype=token_dtype(tokenizer.get_vocab_size()).name,
         splits=splits,

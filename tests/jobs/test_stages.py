@@ -14,6 +14,7 @@ from jobs import dedup, extract, tokenize, train_tokenizer
 from jobs import filter as filter_stage
 from pipeline.documents import Document, documents_table, read_documents, write_table
 from tests.conftest import DATA, REPO
+from tokenizer.shards import read_shard
 
 SAMPLE = str(DATA / "sample-20.warc.gz")
 
@@ -204,3 +205,25 @@ def test_without_ray_address_a_stage_starts_its_own_local_ray(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"extract: {_count_responses(SAMPLE)} docs in" in done.stdout
     assert (tmp_path / "out" / "completions" / "part-00000").exists()
+
+
+def test_tokenize_rolls_over_to_new_shards(stages, tmp_path):
+    out, r = stages
+    small = tokenize.run(
+        f"{out}/dedup",
+        f"{out}/tok/tokenizer.json",
+        str(tmp_path / "shards"),
+        tokenize.TokenizeConfig(val_fraction=0.2, max_shard_tokens=5000),
+    )
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    one = json.loads((out / "shards" / "manifest.json").read_text())
+    assert len(manifest["splits"]["train"]) > 1
+    train = manifest["splits"]["train"]
+    for k, info in enumerate(train):
+        offsets = read_shard(str(tmp_path / "shards" / info["file"])).offsets
+        assert offsets[-2] < 5000  # the shard was still open before its last document...
+        if k < len(train) - 1:
+            assert offsets[-1] >= 5000  # ...which took it to the bound and closed it
+    assert manifest["totals"]["all"]["num_tokens"] == one["totals"]["all"]["num_tokens"]
+    assert manifest["totals"]["val"]["num_docs"] == one["totals"]["val"]["num_docs"]
+    assert small.stats.counters["docs_out"] == r["tokenize"].stats.counters["docs_out"]
