@@ -1,7 +1,8 @@
 """The document contract between data stages: one schema, read and written here only.
 
 A document folder holds Parquet files with the columns of DOCUMENT_SCHEMA. Dropped documents go to
-`excluded/` beside them with the same columns plus `reason`, so nothing silently disappears.
+`excluded/` beside them with the same columns plus `reason`, so nothing silently disappears. Which files
+make up a folder is said by its stage index (pipeline/stage.py), never by a glob.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipeline.stats import Stats
+from pipeline.storage import atomic_write, filesystem
 
 DOCUMENT_SCHEMA = pa.schema(
     [
@@ -70,30 +73,84 @@ def excluded_table(dropped: Iterable[tuple[Document, str]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=EXCLUDED_SCHEMA)
 
 
-def write_table(table: pa.Table, path: str) -> None:
-    """Write a Parquet file atomically (temp name, then rename) so a crashed task leaves no half file."""
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
-    tmp = fs_path + ".tmp"
-    with fs.open(tmp, "wb") as f:
+def write_table(table: pa.Table, url: str) -> None:
+    """One whole Parquet file, committed atomically (see storage.atomic_write)."""
+    with atomic_write(url) as f:
         pq.write_table(table, f, compression="zstd")
-    fs.mv(tmp, fs_path)
 
 
-def read_documents(path: str) -> Iterator[Document]:
+class _ParquetStream:
+    """Rows appended in batches, flushed as row groups: memory stays bounded however long the task runs."""
+
+    def __init__(self, url: str, schema: pa.Schema, max_rows: int, max_bytes: int) -> None:
+        self.url, self.schema, self.max_rows, self.max_bytes = url, schema, max_rows, max_bytes
+        self.rows: list[dict[str, Any]] = []
+        self.bytes = 0
+        self._file_cm = atomic_write(url)
+        self._file = self._file_cm.__enter__()
+        self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.bytes += len(row["text"]) + 256
+        if len(self.rows) >= self.max_rows or self.bytes >= self.max_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self._writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.rows, self.bytes = [], 0
+
+    def close(self, error: BaseException | None = None) -> None:
+        if error is None:
+            self.flush()
+            self._writer.close()
+            self._file_cm.__exit__(None, None, None)
+        else:  # nothing is committed: the temporary file is removed, the upload aborted
+            self._file_cm.__exit__(type(error), error, error.__traceback__)
+
+
+class DocumentSink:
+    """What one task of a document stage keeps and drops, streamed to two Parquet files.
+
+    Kept documents go to `part_url`, dropped ones with their reason to `excluded_url`: nothing a stage
+    reads disappears without a row saying why. Both files are committed together when the sink closes
+    without an error, and neither is when it closes with one.
+    """
+
+    def __init__(
+        self,
+        part_url: str,
+        excluded_url: str,
+        stats: Stats | None = None,
+        *,
+        row_group_docs: int = 2000,
+        row_group_bytes: int = 32 << 20,
+    ) -> None:
+        self.stats = stats if stats is not None else Stats()
+        self._kept = _ParquetStream(part_url, DOCUMENT_SCHEMA, row_group_docs, row_group_bytes)
+        self._excluded = _ParquetStream(excluded_url, EXCLUDED_SCHEMA, row_group_docs, row_group_bytes)
+
+    def keep(self, doc: Document) -> None:
+        self.stats.add("docs_out")
+        self._kept.append(doc.to_row())
+
+    def drop(self, doc: Document, reason: str) -> None:
+        self.stats.drop(reason)
+        self._excluded.append({**doc.to_row(), "reason": reason})
+
+    def __enter__(self) -> DocumentSink:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._kept.close(exc)
+        self._excluded.close(exc)
+
+
+def read_documents(url: str, columns: list[str] | None = None) -> Iterator[Document]:
     """Yield the documents of one Parquet file, batch by batch (a file need not fit in memory)."""
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    with fs.open(fs_path, "rb") as f:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=1024):
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=1024, columns=columns):
             for row in batch.to_pylist():
                 yield Document.from_row(row)
-
-
-def list_document_files(folder: str) -> list[str]:
-    """The Parquet document files of a stage output folder, sorted, not descending into excluded/."""
-    fs, fs_path = fsspec.core.url_to_fs(folder)
-    if not fs.isdir(fs_path):
-        raise FileNotFoundError(f"no such document folder: {folder}")
-    files = sorted(p for p in fs.ls(fs_path, detail=False) if p.endswith(".parquet"))
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return [p if protocol == "file" else f"{protocol}://{p}" for p in files]
