@@ -118,7 +118,8 @@ def main() -> None:
     keys = [exact_key(t) for t in texts]
     sigs = np.stack([minhash_signature(t, cfg) for t in texts])
     t1 = time.perf_counter()
-    dropped = find_duplicates([r["id"] for r in rows], keys, sigs, cfg)
+    ids = [r["id"] for r in rows]
+    dropped = {ids[i]: d for i, d in find_duplicates(ids, keys, sigs, cfg).items()}
     t2 = time.perf_counter()
 
     s = score(rows, dropped, cfg.threshold, cfg.ngram)

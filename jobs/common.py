@@ -1,25 +1,16 @@
-"""What every `jobs/` entry point shares: one clear line and a non-zero exit for user mistakes."""
+"""What every `jobs/` entry point shares: one clear line and exit status 2 for user mistakes, the summary
+a user reads after a data stage, and the flags every data stage takes."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
-import fsspec
+from pipeline.config import UsageError
+from pipeline.stage import StageResult
 
-from pipeline.documents import Document, documents_table, excluded_table, write_table
-from pipeline.executor import StageLayout, StageResult
-from pipeline.stats import Stats
-
-T = TypeVar("T")
-
-
-class UsageError(Exception):
-    """A mistake the user can fix (bad argument, missing input): printed as one line, exit status 2."""
+__all__ = ["UsageError", "add_stage_flags", "print_stage_summary", "run_cli", "run_stage_cli"]
 
 
 def run_cli(
@@ -30,93 +21,54 @@ def run_cli(
     args = parser.parse_args(argv)  # argparse itself prints usage + one error line and exits 2
     try:
         return run(args) or 0
-    except UsageError as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ConnectionError) as e:
+    except (UsageError, FileNotFoundError, ConnectionError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
 
 
-@dataclass
-class TaskDocuments:
-    """What one task of a document stage keeps and drops, written together so nothing goes missing."""
-
-    stats: Stats = field(default_factory=Stats)
-    kept: list[Document] = field(default_factory=list)
-    dropped: list[tuple[Document, str]] = field(default_factory=list)
-
-    def keep(self, doc: Document) -> None:
-        self.kept.append(doc)
-
-    def drop(self, doc: Document, reason: str) -> None:
-        self.stats.drop(reason)
-        self.dropped.append((doc, reason))
-
-    def write(self, layout: StageLayout, i: int) -> Stats:
-        """Kept documents to part-i, dropped ones with their reason to excluded/; the task's stats."""
-        self.stats.add("docs_out", len(self.kept))
-        write_table(documents_table(self.kept), layout.part(i))
-        write_table(excluded_table(self.dropped), layout.excluded(i))
-        return self.stats
-
-
-WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
-
-
-def expand_inputs(inputs: Sequence[str], suffixes: tuple[str, ...] = WARC_SUFFIXES) -> list[str]:
-    """Files, folders (their files with one of `suffixes`) and globs, local or remote, sorted and unique."""
-    found: list[str] = []
-    for item in inputs:
-        fs, path = fsspec.core.url_to_fs(item)
-        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        prefix = "" if protocol in ("file", "local") else f"{protocol}://"
-        if any(ch in path for ch in "*?["):
-            matches = [p for p in fs.glob(path) if fs.isfile(p)]
-        elif fs.isdir(path):
-            matches = [p for p in fs.find(path) if p.endswith(suffixes)]
-        elif fs.isfile(path):
-            matches = [path]
-        else:
-            raise UsageError(f"no such input: {item}")
-        if not matches:
-            raise UsageError(f"no input files in {item} (looked for {', '.join(suffixes)})")
-        found.extend(prefix + p for p in matches)
-    return sorted(dict.fromkeys(found))
-
-
-def dataclass_from_table(cls: type[T], table: dict[str, Any], section: str) -> T:
-    """Build a config dataclass from a TOML table; an unknown key is a UsageError naming it."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - names)
-    if unknown:
-        raise UsageError(
-            f"[{section}] has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-        )
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
+def add_stage_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo tasks that OUTPUT holds from another config or code version, and remove those of inputs "
+        "no longer given (without it such a folder is refused, naming what changed)",
+    )
 
 
 def print_stage_summary(result: StageResult) -> None:
     """One block a user reads after a stage: counts, drops by reason, errors, where the output is."""
     c = result.stats.counters
+    notes = []
+    if result.skipped:
+        notes.append(f"{result.skipped} of {result.tasks} tasks already complete")
+    if result.redone:
+        notes.append(f"{result.redone} redone")
+    if result.removed:
+        notes.append(f"{result.removed} of inputs no longer given removed")
     print(
         f"{result.stage}: {c.get('docs_in', 0)} docs in, {c.get('docs_out', 0)} kept, "
         f"{sum(result.stats.dropped.values())} dropped in {result.wall_seconds:.1f}s"
-        + (f" ({result.skipped} of {result.tasks} tasks already complete)" if result.skipped else "")
+        + (f" ({'; '.join(notes)})" if notes else "")
     )
     for reason, n in result.stats.dropped.most_common():
         print(f"  dropped {n:>6}  {reason}")
-    for err in result.stats.errors[:10]:
+    errors = result.stats.errors
+    for err in errors[:10]:
         print(f"  error: {err}")
-    if len(result.stats.errors) > 10:
+    if result.stats.errors_total > min(len(errors), 10):
         print(
-            f"  ... and {len(result.stats.errors) - 10} more errors (see {result.output}/stats/merged.json)"
+            f"  ... {result.stats.errors_total} errors in all (the first {len(errors)} are in "
+            f"{result.output}/stats/merged.json, each task's in its completions/ record)"
         )
-    for fail in result.failed:
+    for fail in result.failed[:10]:
         print(f"  FAILED task: {fail}")
+    if result.failed_total > 10:
+        print(f"  ... {result.failed_total} failed tasks in all (see {result.output}/stats/merged.json)")
+    if result.failed_total:
+        print("  rerun the same command to retry the failed tasks; finished ones are kept")
     print(f"  output: {result.output}")
 
 
@@ -130,6 +82,6 @@ def run_stage_cli(
     def _run(args: argparse.Namespace) -> int:
         result = run(args)
         print_stage_summary(result)
-        return 1 if result.failed else 0
+        return 1 if result.failed_total else 0
 
     return run_cli(parser, _run, argv)

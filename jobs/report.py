@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from jobs.common import UsageError, run_cli
-from pipeline.executor import read_json, write_json
+from pipeline import storage
+from pipeline.stage import MERGED
 from tokenizer.shards import MANIFEST_FILE, read_manifest
 
 STAGE_ORDER = ["extract", "filter", "dedup", "train-tokenizer", "tokenize", "pretrain"]
@@ -25,6 +24,8 @@ def _stage_row(summary: dict[str, Any]) -> dict[str, Any]:
         "docs_out": counters.get("docs_out", counters.get("docs_in", 0)),
         "dropped": summary.get("dropped", {}),
         "errors": summary.get("errors", []),
+        "errors_total": summary.get("errors_total", len(summary.get("errors", []))),
+        "complete": summary.get("complete", True),
         "tasks_failed": summary.get("tasks_failed", []),
         "wall_seconds": summary.get("wall_seconds"),
         "counters": counters,
@@ -32,11 +33,11 @@ def _stage_row(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pretrain_row(run_dir: str) -> dict[str, Any] | None:
-    metrics_path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(metrics_path):
+    try:
+        text = storage.read_bytes(storage.join(run_dir, "metrics.jsonl")).decode("utf-8")
+    except FileNotFoundError:
         return None
-    with open(metrics_path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     if not rows:
         return None
     val = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
@@ -56,17 +57,17 @@ def collect(dirs: Sequence[str]) -> dict[str, Any]:
     stages: dict[str, dict[str, Any]] = {}
     shards: dict[str, Any] | None = None
     for d in dirs:
-        if not os.path.isdir(d):
+        d = storage.normalize(d)
+        if not storage.exists(d):
             raise UsageError(f"no such folder: {d}")
-        candidates = [d] + sorted(p for p in glob.glob(os.path.join(d, "*")) if os.path.isdir(p))
-        for c in candidates:
-            if os.path.exists(os.path.join(c, "stats", "merged.json")):
-                summary = read_json(os.path.join(c, "stats", "merged.json"))
+        for c in [d, *storage.subfolders(d)]:
+            if storage.exists(storage.join(c, MERGED)):
+                summary = storage.read_json(storage.join(c, MERGED))
                 stages[summary["stage"]] = _stage_row(summary)
-            for path in glob.glob(os.path.join(c, "*.stats.json")):
-                summary = read_json(path)
+            for path in storage.glob(storage.join(c, "*.stats.json")):
+                summary = storage.read_json(path)
                 stages[summary["stage"]] = _stage_row(summary)
-            if os.path.exists(os.path.join(c, MANIFEST_FILE)):
+            if storage.exists(storage.join(c, MANIFEST_FILE)):
                 manifest = read_manifest(c)
                 shards = {
                     "folder": c,
@@ -87,16 +88,19 @@ def collect(dirs: Sequence[str]) -> dict[str, Any]:
 
 def format_report(report: dict[str, Any]) -> str:
     lines = [f"{'stage':<16}{'docs in':>9}{'kept':>9}{'dropped':>9}{'errors':>8}{'seconds':>9}"]
+    incomplete = [s["stage"] for s in report["stages"] if not s.get("complete", True)]
     for s in report["stages"]:
         if s["stage"] == "pretrain":
             continue
         dropped = sum(s["dropped"].values())
         secs = f"{s['wall_seconds']:.1f}" if s.get("wall_seconds") is not None else "-"
         lines.append(
-            f"{s['stage']:<16}{s['docs_in']:>9}{s['docs_out']:>9}{dropped:>9}{len(s['errors']):>8}{secs:>9}"
+            f"{s['stage']:<16}{s['docs_in']:>9}{s['docs_out']:>9}{dropped:>9}{s['errors_total']:>8}{secs:>9}"
         )
         for reason, n in sorted(s["dropped"].items(), key=lambda kv: -kv[1]):
             lines.append(f"{'':<18}{n:>6}  {reason}")
+    if incomplete:
+        lines.append(f"INCOMPLETE (interrupted or failed tasks; rerun to finish): {', '.join(incomplete)}")
     if (sh := report.get("shards")) is not None:
         lines.append(
             f"shards: {sh['train']['num_tokens']:,} train tokens in {sh['train']['num_docs']} docs "
@@ -129,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     def _run(args: argparse.Namespace) -> int:
         report = collect(args.dirs)
-        path = args.output or os.path.join(args.dirs[0], "report.json")
-        write_json(path, report)
+        path = args.output or storage.join(args.dirs[0], "report.json")
+        storage.write_json(path, report)
         print(format_report(report))
         print(f"report: {path}")
         return 0

@@ -15,10 +15,17 @@ from typing import Any
 
 import ray
 
-from jobs import dedup, extract, report, tokenize, train_tokenizer
-from jobs import filter as filter_stage
-from jobs.common import UsageError, dataclass_from_table, print_stage_summary, run_cli
-from pipeline.executor import write_json
+from jobs import report
+from jobs.common import UsageError, add_stage_flags, print_stage_summary, run_cli
+from jobs.train_tokenizer import summary_line
+from pipeline import storage
+from pipeline.config import from_table
+from pipeline.dedup import DedupConfig
+from pipeline.extract import ExtractConfig
+from pipeline.filters import FilterConfig
+from pipeline.stages import dedup, extract, filter_documents
+from tokenizer.tokenize import TokenizeConfig, tokenize
+from tokenizer.train import TokenizerConfig, train_tokenizer
 
 SECTIONS = {"run", "extract", "filter", "dedup", "tokenizer", "tokenize", "model", "pretrain", "generate"}
 
@@ -43,22 +50,12 @@ def load_config(path: str) -> dict[str, Any]:
     return cfg
 
 
-def run_all(cfg: dict[str, Any], output: str | None = None) -> dict[str, Any]:
-    # Imported here: torch is only needed once the data stages are done.
-    from train.config import ConfigError
-
-    try:
-        return _run_all(cfg, output)
-    except ConfigError as e:  # too little data for a batch, a model change on resume...: the user's to fix
-        raise UsageError(str(e)) from None
-
-
-def _run_all(cfg: dict[str, Any], output: str | None) -> dict[str, Any]:
+def run_all(cfg: dict[str, Any], output: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     from train.config import load_config_file, pretrain_config_from_tables
     from train.generate import generate_text
     from train.pretrain import pretrain
 
-    out = (output or cfg["run"]["output"]).rstrip("/")
+    out = storage.normalize(output or cfg["run"]["output"])
     # the model file gives the sizes; [model] and [pretrain] here override it. Checked before any work.
     base = load_config_file(cfg["run"]["model"]) if "model" in cfg["run"] else None
     pre_cfg = pretrain_config_from_tables(cfg.get("model", {}), cfg.get("pretrain", {}), base)
@@ -70,41 +67,37 @@ def _run_all(cfg: dict[str, Any], output: str | None) -> dict[str, Any]:
         timings[name] = round(time.perf_counter() - start, 2)
         if hasattr(result, "stats"):
             print_stage_summary(result)
-            if result.failed:
+            if result.failed_total:
                 raise SystemExit(
                     f"tokenmill run: stage {name} had failed tasks; fix them and rerun to resume"
                 )
         return result
 
-    table = cfg.get
-    stage(
-        "extract",
-        extract.run,
-        cfg["run"]["inputs"],
-        f"{out}/extract",
-        extract.config_from_table(table("extract", {})),
-    )
-    stage(
-        "filter",
-        filter_stage.run,
-        f"{out}/extract",
-        f"{out}/filter",
-        filter_stage.config_from_table(table("filter", {})),
-    )
-    stage("dedup", dedup.run, f"{out}/filter", f"{out}/dedup", dedup.config_from_table(table("dedup", {})))
-    tok_cfg = dataclass_from_table(train_tokenizer.TokenizerConfig, table("tokenizer", {}), "tokenizer")
+    def section(cls: type, name: str) -> Any:
+        return from_table(cls, cfg.get(name, {}), name)
+
+    configs = {  # every table checked before any work starts
+        "extract": section(ExtractConfig, "extract"),
+        "filter": section(FilterConfig, "filter"),
+        "dedup": section(DedupConfig, "dedup"),
+        "tokenizer": section(TokenizerConfig, "tokenizer"),
+        "tokenize": section(TokenizeConfig, "tokenize"),
+    }
+    stage("extract", extract, cfg["run"]["inputs"], f"{out}/extract", configs["extract"], overwrite)
+    stage("filter", filter_documents, f"{out}/extract", f"{out}/filter", configs["filter"], overwrite)
+    stage("dedup", dedup, f"{out}/filter", f"{out}/dedup", configs["dedup"], overwrite)
     tokenizer_path = f"{out}/tokenizer/tokenizer.json"
-    print(
-        train_tokenizer.summary_line(
-            stage("train-tokenizer", train_tokenizer.run, f"{out}/dedup", tokenizer_path, tok_cfg)
-        )
+    trained = stage(
+        "train-tokenizer", train_tokenizer, f"{out}/dedup", tokenizer_path, configs["tokenizer"], overwrite
     )
-    tok_stage_cfg = tokenize.config_from_table(table("tokenize", {}))
-    stage("tokenize", tokenize.run, f"{out}/dedup", tokenizer_path, f"{out}/shards", tok_stage_cfg)
+    print(summary_line(trained))
+    stage(
+        "tokenize", tokenize, f"{out}/dedup", tokenizer_path, f"{out}/shards", configs["tokenize"], overwrite
+    )
 
     # Training is one process on this machine: release the local Ray's workers so torch has every core.
     ray.shutdown()
-    resume = os.path.exists(f"{out}/pretrain/ckpt.pt")
+    resume = storage.exists(f"{out}/pretrain/ckpt.pt")
     verb = "resuming" if resume else "starting"
     print(f"pretrain: {verb} ({pre_cfg.max_steps} steps) -> {out}/pretrain", flush=True)
     stage("pretrain", pretrain, f"{out}/shards", f"{out}/pretrain", pre_cfg, resume)
@@ -112,11 +105,11 @@ def _run_all(cfg: dict[str, Any], output: str | None) -> dict[str, Any]:
     rep = report.collect([out])
     rep["stage_wall_seconds"] = timings
     report_path = f"{out}/report.json"
-    write_json(report_path, rep)
+    storage.write_json(report_path, rep)
     print("\n" + report.format_report(rep))
     print(f"report: {report_path}")
 
-    gen = table("generate", {})
+    gen = cfg.get("generate", {})
     prompt = gen.get("prompt", "The")
     text = generate_text(
         f"{out}/pretrain",
@@ -138,13 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", metavar="CONFIG", help="TOML config, e.g. configs/demo.toml")
     p.add_argument("--output", "-o", help="run folder (default: [run].output in the config)")
+    add_stage_flags(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def _run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
-        run_all(load_config(args.config), args.output)
+        run_all(load_config(args.config), args.output, args.overwrite)
         print(f"\ndone in {time.perf_counter() - start:.0f}s", file=sys.stderr)
         return 0
 

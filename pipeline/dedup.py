@@ -2,9 +2,9 @@
 
 1. Per document, in parallel anywhere: `exact_key(text)` and `minhash_signature(text, cfg)`.
 2. Once, globally: `find_duplicates(ids, keys, signatures, cfg)` -> which documents to drop, and why.
-   Exact duplicates first; then datasketch MinHashLSH over the rest, candidates verified by their
-   estimated Jaccard, merged with union-find so a cluster is transitive. In each cluster the first
-   document in input order is kept.
+   Repeated ids first (the same record given twice), exact duplicates next; then datasketch MinHashLSH
+   over the rest, candidates verified by their estimated Jaccard, merged with union-find so a cluster is
+   transitive. In each cluster the first document in input order is kept.
 
 Shingles are word 5-grams over lowercased `\\w+` words: the measure `jaccard_to_base` of the labelled
 near-duplicate set is computed the same way.
@@ -46,8 +46,8 @@ class DedupConfig:
 
 @dataclass(frozen=True)
 class Duplicate:
-    reason: str  # "exact_duplicate" | "near_duplicate"
-    kept_id: str  # the document kept in its place
+    reason: str  # "duplicate_id" | "exact_duplicate" | "near_duplicate"
+    kept: int  # position of the document kept in its place
     cluster: str  # cluster id: the id of the kept document
 
 
@@ -103,10 +103,11 @@ def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 def find_duplicates(
     doc_ids: list[str], exact_keys: list[str], signatures: np.ndarray, cfg: DedupConfig | None = None
-) -> dict[str, Duplicate]:
-    """The documents to drop (id -> Duplicate); everything absent from the result is kept.
+) -> dict[int, Duplicate]:
+    """The documents to drop, by position (-> Duplicate); every position absent from the result is kept.
 
-    `signatures` is an (n, num_perm) uint64 array aligned with doc_ids and exact_keys.
+    `signatures` is an (n, num_perm) uint64 array aligned with doc_ids and exact_keys. A document id seen
+    again (the same WARC given twice) is one document: its later copies go first, whatever their text.
     """
     cfg = cfg or DedupConfig()
     n = len(doc_ids)
@@ -118,12 +119,15 @@ def find_duplicates(
     if n and signatures.shape[1] != cfg.num_perm:
         raise ValueError(f"signatures have {signatures.shape[1]} permutations, config says {cfg.num_perm}")
 
-    # exact duplicates: the first occurrence of each key stands for the others
+    first_with_id: dict[str, int] = {}
+    same_id = [first_with_id.setdefault(d, i) for i, d in enumerate(doc_ids)]
+    # exact duplicates among distinct ids: the first occurrence of each key stands for the others
     first_of: dict[str, int] = {}
     exact_of = np.arange(n)
     for i, key in enumerate(exact_keys):
-        exact_of[i] = first_of.setdefault(key, i)
-    unique = [i for i in range(n) if exact_of[i] == i]
+        if same_id[i] == i:
+            exact_of[i] = first_of.setdefault(key, i)
+    unique = [i for i in range(n) if same_id[i] == i and exact_of[i] == i]
 
     # near duplicates among the unique texts: LSH candidates, verified, merged transitively
     parent = list(range(n))
@@ -153,11 +157,13 @@ def find_duplicates(
                 continue  # a near-identical twin is indexed already
         lsh.insert(i, mh, check_duplication=False)
 
-    dropped: dict[str, Duplicate] = {}
+    dropped: dict[int, Duplicate] = {}
     for i in range(n):
-        kept = root(exact_of[i])
-        if kept == i:
-            continue
-        reason = "exact_duplicate" if exact_of[i] != i else "near_duplicate"
-        dropped[doc_ids[i]] = Duplicate(reason=reason, kept_id=doc_ids[kept], cluster=doc_ids[kept])
+        if same_id[i] != i:
+            kept, reason = root(exact_of[same_id[i]]), "duplicate_id"
+        else:
+            kept = root(exact_of[i])
+            reason = "exact_duplicate" if exact_of[i] != i else "near_duplicate"
+        if kept != i:
+            dropped[i] = Duplicate(reason=reason, kept=kept, cluster=doc_ids[kept])
     return dropped

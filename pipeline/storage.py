@@ -108,6 +108,21 @@ def list_inputs(item: str, suffixes: tuple[str, ...]) -> list[FileInfo]:
     return [_info(fs, p, i) for p, i in sorted(found.items()) if i.get("type") != "directory"]
 
 
+def subfolders(url: str) -> list[str]:
+    """The folders directly inside `url`, as URLs, sorted ([] if it is not a folder)."""
+    fs, path = filesystem(url)
+    try:
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return []
+    return sorted(to_url(fs, e["name"]) for e in entries if e.get("type") == "directory")
+
+
+def glob(pattern: str) -> list[str]:
+    fs, path = filesystem(pattern)
+    return sorted(to_url(fs, p) for p in fs.glob(path))
+
+
 def info(url: str) -> FileInfo:
     fs, path = filesystem(url)
     return _info(fs, path, fs.info(path))

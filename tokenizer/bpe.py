@@ -28,8 +28,11 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> 
     return tokenizer
 
 
-def load_tokenizer(path: str) -> Tokenizer:
-    return Tokenizer.from_file(path)
+def load_tokenizer(url: str) -> Tokenizer:
+    """A tokenizer.json from a local path or any fsspec URL (s3://...)."""
+    from pipeline.storage import read_bytes
+
+    return Tokenizer.from_str(read_bytes(url).decode("utf-8"))
 
 
 def eos_id(tokenizer: Tokenizer) -> int:

@@ -4,6 +4,7 @@ import itertools
 import random
 import re
 import time
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -19,6 +20,13 @@ from pipeline.dedup import (
 )
 from tests.pipeline.conftest import DATA, read_jsonl_gz
 
+
+class Dropped(NamedTuple):
+    reason: str
+    kept_id: str
+    cluster: str
+
+
 WORD_RE = re.compile(r"\w+")
 
 
@@ -31,9 +39,11 @@ def true_jaccard(a: str, b: str, n: int = 5) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-def run(
-    texts: list[str], ids: list[str] | None = None, cfg: DedupConfig | None = None
-) -> dict[str, Duplicate]:
+def by_id(ids: list[str], dups: dict[int, Duplicate]) -> dict[str, Dropped]:
+    return {ids[i]: Dropped(d.reason, ids[d.kept], d.cluster) for i, d in dups.items()}
+
+
+def run(texts: list[str], ids: list[str] | None = None, cfg: DedupConfig | None = None) -> dict[str, Dropped]:
     cfg = cfg or DedupConfig()
     ids = ids or [f"d{i}" for i in range(len(texts))]
     sigs = (
@@ -41,7 +51,7 @@ def run(
         if texts
         else np.zeros((0, cfg.num_perm), np.uint64)
     )
-    return find_duplicates(ids, [exact_key(t) for t in texts], sigs, cfg)
+    return by_id(ids, find_duplicates(ids, [exact_key(t) for t in texts], sigs, cfg))
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +97,9 @@ def test_exact_duplicates_keep_the_first():
     b = "A completely different text about the mountains of Scotland and their weather."
     dups = run([a, b, a.upper(), "  " + a + "\n", b], ids=["x1", "x2", "x3", "x4", "x5"])
     assert dups == {
-        "x3": Duplicate("exact_duplicate", "x1", "x1"),
-        "x4": Duplicate("exact_duplicate", "x1", "x1"),
-        "x5": Duplicate("exact_duplicate", "x2", "x2"),
+        "x3": Dropped("exact_duplicate", "x1", "x1"),
+        "x4": Dropped("exact_duplicate", "x1", "x1"),
+        "x5": Dropped("exact_duplicate", "x2", "x2"),
     }
 
 
@@ -157,7 +167,8 @@ def test_large_near_identical_cluster_stays_fast():
     cfg = DedupConfig()
     sigs = np.stack([minhash_signature(t, cfg) for t in texts])
     start = time.perf_counter()
-    dups = find_duplicates([f"d{i}" for i in range(len(texts))], [exact_key(t) for t in texts], sigs, cfg)
+    ids = [f"d{i}" for i in range(len(texts))]
+    dups = by_id(ids, find_duplicates(ids, [exact_key(t) for t in texts], sigs, cfg))
     assert time.perf_counter() - start < 5  # ~0.3 s: twins are not re-indexed, so queries stay short
     assert len(dups) == len(texts) - 1 and {d.kept_id for d in dups.values()} == {"d0"}
 
@@ -170,3 +181,18 @@ def test_inputs_must_line_up():
     with pytest.raises(ValueError, match="permutations"):
         find_duplicates(["a"], ["k"], sig[:, :64], cfg)
     assert run([]) == {}
+
+
+def test_a_repeated_id_keeps_one_copy():
+    """The same WARC given twice: every id twice. One copy of each stays, whatever the texts say."""
+    cfg = DedupConfig()
+    texts = ["first page about rivers and boats " * 5, "second page about mountains " * 5]
+    texts += texts + ["a changed text under a repeated id " * 5]
+    ids = ["a", "b", "a", "b", "a"]
+    sigs = np.stack([minhash_signature(t, cfg) for t in texts])
+    dups = find_duplicates(ids, [exact_key(t) for t in texts], sigs, cfg)
+    assert sorted(dups) == [2, 3, 4]
+    assert [(d.reason, d.kept) for _, d in sorted(dups.items())] == [
+        ("duplicate_id", 0),
+        ("duplicate_id", 1),
+    ] + [("duplicate_id", 0)]
