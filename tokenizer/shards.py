@@ -4,19 +4,23 @@ A shard folder holds `manifest.json`, `tokenizer.json` and shards. A shard is an
 with a single record batch, one row per document: `tokens: list<uint16|uint32>` (EOS appended) and
 `doc_id: string`. One batch means the list's values buffer is one contiguous token stream and its offsets
 are the document boundaries, so a memory-mapped shard is read as two numpy arrays without a copy.
+
+Folders may be local paths or URLs (s3://...): every file is written whole or not at all through
+`pipeline.storage.atomic_write`. Only `read_shard` needs a local file (it memory-maps it); the trainer
+reads local copies of a remote folder.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from pipeline import storage
 
 FORMAT_NAME = "tokenmill-shards"
 FORMAT_VERSION = 1
@@ -38,9 +42,11 @@ def shard_schema(dtype: np.dtype) -> pa.Schema:
     )
 
 
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+def sha256_file(url: str, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file, local or remote, read in chunks."""
+    fs, path = storage.filesystem(url)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with fs.open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -55,9 +61,13 @@ class ShardInfo:
 
 
 def write_shard(
-    path: str, token_lists: Sequence[np.ndarray], doc_ids: Sequence[str], dtype: np.dtype
+    url: str, token_lists: Sequence[np.ndarray], doc_ids: Sequence[str], dtype: np.dtype
 ) -> ShardInfo:
-    """Write one shard atomically; each array in token_lists already ends with EOS."""
+    """Write one shard atomically (a local path or a URL); each array in token_lists already ends with EOS.
+
+    The file is built in memory first (as large as the tokens it holds), so its sha256 comes for free and
+    an object store gets it in one upload.
+    """
     if len(token_lists) != len(doc_ids):
         raise ValueError(f"{len(token_lists)} token lists but {len(doc_ids)} doc ids")
     lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
@@ -68,11 +78,14 @@ def write_shard(
     values = np.concatenate(token_lists).astype(dtype, copy=False) if token_lists else np.zeros(0, dtype)
     tokens = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
     batch = pa.record_batch([tokens, pa.array(list(doc_ids), pa.string())], schema=shard_schema(dtype))
-    tmp = path + ".tmp"
-    with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, batch.schema) as writer:
         writer.write_batch(batch)
-    os.replace(tmp, path)
-    return ShardInfo(os.path.basename(path), len(doc_ids), int(offsets[-1]), sha256_file(path))
+    data = sink.getvalue()
+    with storage.atomic_write(url) as f:
+        f.write(memoryview(data))
+    sha256 = hashlib.sha256(memoryview(data)).hexdigest()
+    return ShardInfo(url.rstrip("/").rsplit("/", 1)[-1], len(doc_ids), int(offsets[-1]), sha256)
 
 
 @dataclass
@@ -85,9 +98,14 @@ class Shard:
 
 
 def read_shard(path: str) -> Shard:
-    reader = pa.ipc.open_file(pa.memory_map(path, "r"))
+    """Memory-map a local shard file: nothing is read until a window of it is."""
+    return _shard_from(pa.memory_map(path, "r"), path)
+
+
+def _shard_from(source: pa.NativeFile | pa.Buffer, name: str) -> Shard:
+    reader = pa.ipc.open_file(source)
     if reader.num_record_batches != 1:
-        raise ValueError(f"{path}: a shard has exactly one record batch, found {reader.num_record_batches}")
+        raise ValueError(f"{name}: a shard has exactly one record batch, found {reader.num_record_batches}")
     batch = reader.get_batch(0)
     lists = batch.column("tokens")
     tokens = lists.values.to_numpy(zero_copy_only=True)
@@ -151,39 +169,44 @@ class Manifest:
 
 
 def write_manifest(folder: str, manifest: Manifest) -> str:
-    path = os.path.join(folder, MANIFEST_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(manifest.to_json(), f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    url = storage.join(folder, MANIFEST_FILE)
+    storage.write_json(url, manifest.to_json())
+    return url
 
 
 def read_manifest(folder: str) -> Manifest:
-    path = os.path.join(folder, MANIFEST_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no {MANIFEST_FILE} in {folder}: is it a tokenmill shard folder?")
-    with open(path) as f:
-        return Manifest.from_json(json.load(f))
+    try:
+        data = storage.read_json(storage.join(folder, MANIFEST_FILE))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {MANIFEST_FILE} in {folder}: is it a tokenmill shard folder?") from None
+    return Manifest.from_json(data)
 
 
 def verify_shards(folder: str) -> list[str]:
-    """Check every shard and the tokenizer against the manifest; return the problems found (empty if none)."""
+    """Check every shard and the tokenizer against the manifest; return the problems found (empty if none).
+
+    A local folder's shards are memory-mapped; a remote one's are read once each, into memory.
+    """
     manifest = read_manifest(folder)
     problems = []
-    tok_path = os.path.join(folder, manifest.tokenizer.file)
-    if not os.path.exists(tok_path) or sha256_file(tok_path) != manifest.tokenizer.sha256:
+    tok_url = storage.join(folder, manifest.tokenizer.file)
+    if not storage.exists(tok_url) or sha256_file(tok_url) != manifest.tokenizer.sha256:
         problems.append(f"{manifest.tokenizer.file}: missing or sha256 differs from the manifest")
+    local = storage.is_local(folder)
     for split, shards in manifest.splits.items():
         for info in shards:
-            path = os.path.join(folder, info.file)
-            if not os.path.exists(path):
+            url = storage.join(folder, info.file)
+            try:
+                if local:
+                    sha256, shard = sha256_file(url), read_shard(url)
+                else:
+                    data = storage.read_bytes(url)
+                    sha256, shard = hashlib.sha256(data).hexdigest(), _shard_from(pa.py_buffer(data), url)
+            except FileNotFoundError:
                 problems.append(f"{split}/{info.file}: missing")
                 continue
-            if sha256_file(path) != info.sha256:
+            if sha256 != info.sha256:
                 problems.append(f"{split}/{info.file}: sha256 differs from the manifest")
-            shard = read_shard(path)
             if len(shard.doc_ids) != info.num_docs or len(shard.tokens) != info.num_tokens:
                 problems.append(f"{split}/{info.file}: counts differ from the manifest")
             if shard.tokens.dtype != np.dtype(manifest.dtype):

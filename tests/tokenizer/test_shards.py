@@ -75,3 +75,75 @@ def test_bpe_roundtrips_real_text_and_appends_eos():
     assert ids[-1] == eos_id(tok)
     assert tok.decode(ids[:-1].tolist()) == sample  # byte-level: every string survives, no <unk>
     assert len(ids) < len(sample.encode())  # merges learnt from real text compress it
+
+
+def _shard_folder(folder: str, tok_dir) -> Manifest:
+    """A two-shard folder written to `folder` (a local path or a URL), as tokenize writes it."""
+    from pipeline import storage
+
+    tok = train_bpe(["hello world, the world says hello " * 40], vocab_size=300)
+    tok.save(str(tok_dir / "tokenizer.json"))
+    storage.write_bytes(storage.join(folder, "tokenizer.json"), (tok_dir / "tokenizer.json").read_bytes())
+    dtype = np.dtype(np.uint16)
+    ids = list(encode_documents(tok, ["hello world", "world says", "the hello"], dtype))
+    splits = {
+        "train": [write_shard(storage.join(folder, "train-0.arrow"), ids[:2], ["a", "b"], dtype)],
+        "val": [write_shard(storage.join(folder, "val-0.arrow"), ids[2:], ["c"], dtype)],
+    }
+    tinfo = TokenizerInfo("tokenizer.json", sha256_file(str(tok_dir / "tokenizer.json")), 300, eos_id(tok))
+    manifest = Manifest(tinfo, "uint16", splits, config={"val_fraction": 0.3}, input=["docs/"])
+    write_manifest(folder, manifest)
+    return manifest
+
+
+def test_shard_folder_on_s3_is_the_same_as_on_disk(s3_url, tmp_path):
+    from pipeline import storage
+
+    (tmp_path / "tok").mkdir()
+    local = _shard_folder(str(tmp_path / "local"), tmp_path / "tok")
+    remote_url = f"{s3_url}/shards"
+    remote = _shard_folder(remote_url, tmp_path / "tok")
+    assert remote == local  # same files, same hashes, same manifest
+    assert sorted(storage.list_tree(remote_url)) == [
+        "manifest.json",
+        "tokenizer.json",
+        "train-0.arrow",
+        "val-0.arrow",
+    ]
+    for name in ("train-0.arrow", "manifest.json"):
+        assert storage.read_bytes(f"{remote_url}/{name}") == (tmp_path / "local" / name).read_bytes()
+    assert sha256_file(f"{remote_url}/train-0.arrow") == remote.splits["train"][0].sha256
+    assert read_manifest(remote_url) == local
+    assert verify_shards(remote_url) == []
+    # a plain pyarrow + fsspec reader needs no tokenmill code for a remote shard either
+    fs, path = storage.filesystem(f"{remote_url}/train-0.arrow")
+    with fs.open(path, "rb") as f:
+        table = pa.ipc.open_file(pa.py_buffer(f.read())).read_all()
+    assert table.column("doc_id").to_pylist() == ["a", "b"]
+
+
+def test_verify_remote_folder_names_changed_and_missing_shards(s3_url, tmp_path):
+    from pipeline import storage
+
+    (tmp_path / "tok").mkdir()
+    _shard_folder(s3_url, tmp_path / "tok")
+    write_shard(f"{s3_url}/train-0.arrow", [np.array([1, 2, 0], np.uint16)], ["z"], np.dtype(np.uint16))
+    storage.remove([f"{s3_url}/val-0.arrow"])
+    problems = verify_shards(s3_url)
+    assert "train/train-0.arrow: sha256 differs from the manifest" in problems
+    assert "train/train-0.arrow: counts differ from the manifest" in problems
+    assert "val/val-0.arrow: missing" in problems
+    with pytest.raises(FileNotFoundError, match="no manifest.json in s3://"):
+        read_manifest(f"{s3_url}/elsewhere")
+
+
+def test_local_writes_leave_no_temporary_files(tmp_path):
+    (tmp_path / "tok").mkdir()
+    _shard_folder(str(tmp_path / "out"), tmp_path / "tok")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "manifest.json",
+        "tokenizer.json",
+        "train-0.arrow",
+        "val-0.arrow",
+    ]
+    assert verify_shards(str(tmp_path / "out")) == []
