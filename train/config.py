@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from model import GPTConfig
+from pipeline.config import UsageError, from_table
 
-
-class ConfigError(ValueError):
-    """A mistake the user can fix (config key, argument, run folder). jobs/ print it as one line, exit 2.
-
-    train/ cannot import jobs.common.UsageError (nothing imports jobs), so it raises this instead.
-    """
-
+# jobs/run.py still imports the old name; UsageError is the one user-error type now.
+ConfigError = UsageError
 
 # Model shape fields: they must match a checkpoint to resume it. vocab_size comes from the shard manifest.
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
@@ -73,47 +69,25 @@ class PretrainConfig:
         )
         for name in positive:
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr_decay_steps is not None and self.lr_decay_steps <= self.warmup_steps:
-            raise ConfigError(
+            raise UsageError(
                 f"lr_decay_steps ({self.lr_decay_steps}) must exceed warmup_steps ({self.warmup_steps})"
             )
         if self.min_lr > self.lr:
-            raise ConfigError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+            raise UsageError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
         if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise ConfigError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+            raise UsageError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         if self.compile not in ("auto", True, False):
-            raise ConfigError(f"compile must be auto, true or false, got {self.compile!r}")
+            raise UsageError(f"compile must be auto, true or false, got {self.compile!r}")
         try:
             self.model_config(vocab_size=1)
         except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise UsageError(str(e)) from None
         return self
-
-
-# What each field accepts from TOML (bool is an int in Python, so it is refused where an int is meant).
-_ACCEPTS: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "bool": (bool,),
-    "str": (str,),
-    "int | None": (int,),
-    "str | bool": (str, bool),
-}
-
-
-def _check_value(key: str, value: Any) -> Any:
-    annotation = {f.name: f.type for f in fields(PretrainConfig)}[key]
-    accepts = _ACCEPTS[annotation]
-    if isinstance(value, bool) and bool not in accepts or not isinstance(value, accepts):
-        raise ConfigError(
-            f"config key {key!r} must be {annotation.replace(' | None', '')}, "
-            f"got {type(value).__name__} {value!r}"
-        )
-    return float(value) if annotation == "float" else value
 
 
 def config_from_dict(data: Mapping[str, Any], base: PretrainConfig | None = None) -> PretrainConfig:
@@ -121,26 +95,21 @@ def config_from_dict(data: Mapping[str, Any], base: PretrainConfig | None = None
 
     Accepts `[model]` (shape keys only) and `[pretrain]` tables as in configs/model/*.toml, and/or the
     PretrainConfig keys directly at the top level (so a caller can pass its own `[pretrain]` table).
-    Unknown keys raise ConfigError naming the key: a typo must not silently train the wrong model.
+    Names and types are checked by pipeline.config.from_table: a typo must not silently train the wrong model.
     """
-    known = {f.name for f in fields(PretrainConfig)}
-    updates: dict[str, Any] = {}
-
-    def take(table: Mapping[str, Any], allowed: set[str] | tuple[str, ...], where: str) -> None:
-        for key, value in table.items():
-            if key not in allowed:
-                hint = " (vocab_size comes from the shard manifest)" if key == "vocab_size" else ""
-                raise ConfigError(f"unknown config key {key!r} in {where}{hint}; known: {', '.join(allowed)}")
-            updates[key] = _check_value(key, value)
-
-    for key, value in data.items():
-        if key in ("model", "pretrain"):
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"config key {key!r} must be a table")
-            take(value, MODEL_KEYS if key == "model" else tuple(sorted(known)), f"[{key}]")
-        else:
-            take({key: value}, tuple(sorted(known)), "the top level")
-    return replace(base or PretrainConfig(), **updates)
+    cfg = base or PretrainConfig()
+    flat = {k: v for k, v in data.items() if k not in ("model", "pretrain")}
+    for section in ("model", "pretrain"):
+        table = data.get(section, {})
+        if not isinstance(table, Mapping):
+            raise UsageError(f"[{section}] must be a table, got {type(table).__name__} {table!r}")
+        if section == "model" and (unknown := sorted(set(table) - set(MODEL_KEYS))):
+            hint = " (vocab_size comes from the shard manifest)" if "vocab_size" in unknown else ""
+            raise UsageError(
+                f"[model] has unknown key(s) {', '.join(unknown)}{hint}; known: {', '.join(MODEL_KEYS)}"
+            )
+        cfg = from_table(PretrainConfig, table, section, cfg)
+    return from_table(PretrainConfig, flat, "top level", cfg)
 
 
 def pretrain_config_from_tables(
@@ -155,10 +124,10 @@ def load_config_file(path: str, base: PretrainConfig | None = None) -> PretrainC
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise UsageError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+        raise UsageError(f"{path} is not valid TOML: {e}") from None
     try:
         return config_from_dict(data, base)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+    except UsageError as e:
+        raise UsageError(f"{path}: {e}") from None

@@ -76,7 +76,7 @@ def test_bad_config_values(tmp_path: Path, shard_dir: Path, capsys: pytest.Captu
     assert (
         pretrain_main(["--data", str(shard_dir), "--output", str(tmp_path / "r"), "--config", str(toml)]) == 2
     )
-    assert "'n_layers'" in one_line_error(capsys, "tokenmill pretrain")
+    assert "[model] has unknown key(s) n_layers" in one_line_error(capsys, "tokenmill pretrain")
     assert pretrain_main(["--data", str(shard_dir), "--output", str(tmp_path / "r"), "--n-embd", "30"]) == 2
     assert "n_head" in one_line_error(capsys, "tokenmill pretrain")
     assert pretrain_main(["--data", str(shard_dir), "--output", str(tmp_path / "r"), "--device", "gpu9"]) == 2

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from train.config import ConfigError, PretrainConfig, config_from_dict, load_config_file
+from pipeline.config import UsageError
+from train.config import PretrainConfig, config_from_dict, load_config_file
 from train.pretrain import pretrain_config_from_tables
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
@@ -37,17 +38,19 @@ def test_tables_override_defaults_and_base() -> None:
 @pytest.mark.parametrize(
     "data, match",
     [
-        ({"pretrain": {"max_step": 5}}, "'max_step'"),
-        ({"model": {"lr": 1e-3}}, "'lr' in \\[model\\]"),
+        ({"pretrain": {"max_step": 5}}, r"\[pretrain\] has unknown key\(s\) max_step;"),
+        ({"model": {"lr": 1e-3}}, r"\[model\] has unknown key\(s\) lr;"),
         ({"model": {"vocab_size": 100}}, "manifest"),
-        ({"optimizer": {}}, "'optimizer'"),
-        ({"pretrain": {"max_steps": "10"}}, "'max_steps' must be int"),
-        ({"model": {"bias": 1}}, "'bias' must be bool"),
-        ({"pretrain": {"batch_size": True}}, "'batch_size' must be int"),
+        ({"optimizer": {}}, r"\[top level\] has unknown key\(s\) optimizer;"),
+        ({"model": 3}, r"\[model\] must be a table"),
+        ({"pretrain": {"max_steps": "10"}}, r"\[pretrain\] max_steps must be int, got str '10'"),
+        ({"model": {"bias": 1}}, r"\[model\] bias must be bool"),
+        ({"pretrain": {"batch_size": True}}, r"\[pretrain\] batch_size must be int"),
+        ({"pretrain": {"lr_decay_steps": 1.5}}, "lr_decay_steps must be int"),
     ],
 )
 def test_unknown_keys_and_wrong_types_are_named(data: dict, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(UsageError, match=match):
         config_from_dict(data)
 
 
@@ -61,14 +64,14 @@ def test_unknown_keys_and_wrong_types_are_named(data: dict, match: str) -> None:
     ],
 )
 def test_validate_names_the_problem(changes: dict, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(UsageError, match=match):
         PretrainConfig(**changes).validate()
 
 
 def test_bad_config_file_is_one_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):
         load_config_file(str(tmp_path / "none.toml"))
     bad = tmp_path / "bad.toml"
     bad.write_text("[model\n")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(UsageError, match="not valid TOML"):
         load_config_file(str(bad))

@@ -10,7 +10,7 @@ import pytest
 
 from jobs.generate import build_parser
 from jobs.generate import main as generate_main
-from train.config import ConfigError
+from pipeline.config import UsageError
 from train.generate import generate_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def test_stops_at_max_new_tokens_and_accepts_the_ckpt_file(trained_run: Path) ->
     assert generate_text(
         str(trained_run / "ckpt.pt"), "The", max_new_tokens=5, temperature=0
     ) == generate_text(str(trained_run), "The", max_new_tokens=5, temperature=0)
-    with pytest.raises(ConfigError, match="no checkpoint"):
+    with pytest.raises(UsageError, match="no checkpoint"):
         generate_text(str(trained_run.parent / "missing"), "x", max_new_tokens=5)
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.config import UsageError
 from tokenizer.shards import read_manifest, read_shard
-from train.config import ConfigError
 from train.loader import ShardLoader
 
 BLOCK = 32
@@ -83,9 +83,9 @@ def test_short_val_split_yields_no_windows(shard_dir_no_val: Path) -> None:
 
 
 def test_missing_or_bad_folder_is_a_config_error(tmp_path: Path, shard_dir: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):
         ShardLoader(str(tmp_path / "nope"), BLOCK, 4, 0)
-    with pytest.raises(ConfigError, match="manifest.json"):
+    with pytest.raises(UsageError, match="manifest.json"):
         ShardLoader(str(tmp_path), BLOCK, 4, 0)
-    with pytest.raises(ConfigError, match="fewer than one window"):
+    with pytest.raises(UsageError, match="fewer than one window"):
         ShardLoader(str(shard_dir), 10**7, 4, 0)
