@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from jobs.common import UsageError, run_cli
-from train.config import ConfigError
+from jobs.common import run_cli
 from train.generate import generate_text
 
 
@@ -20,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         required=True,
         metavar="RUN",
-        help="pretrain run folder (holds ckpt.pt and tokenizer.json), or the ckpt.pt inside it",
+        help="pretrain run folder (holds ckpt.pt and tokenizer.json), or the ckpt.pt inside it; "
+        "a path or a URL (s3://...: its files are downloaded to the cache)",
     )
     p.add_argument("--prompt", required=True, metavar="TEXT", help="text to continue (may be empty)")
     p.add_argument(
@@ -46,22 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=1337, metavar="S", help="sampling seed (default: 1337)")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto (cuda if available), cpu or cuda")
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where a remote run folder's files are kept "
+        "(default: $TOKENMILL_CACHE, else ~/.cache/tokenmill)",
+    )
     return p
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        text = generate_text(
-            args.checkpoint,
-            args.prompt,
-            max_new_tokens=args.max_new_tokens,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            seed=args.seed,
-            device=args.device,
-        )
-    except ConfigError as e:
-        raise UsageError(str(e)) from None
+    text = generate_text(
+        args.checkpoint,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+        device=args.device,
+        cache_dir=args.cache_dir,
+    )
     print(text)
     return 0
 

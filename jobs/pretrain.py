@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections.abc import Sequence
 
-from jobs.common import UsageError, run_cli
-from train.config import ConfigError, config_from_dict, load_config_file
+from jobs.common import run_cli
+from pipeline import storage
+from train.checkpoint import CKPT_FILE
+from train.config import config_from_dict, load_config_file
 from train.pretrain import PretrainConfig, pretrain, resume_config
 
 # CLI flag -> PretrainConfig field; each overrides the checkpoint's and the --config file's value.
@@ -26,9 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         required=True,
         metavar="SHARDS",
-        help="shard folder with manifest.json (the output of `tokenmill tokenize`)",
+        help="shard folder with manifest.json (the output of `tokenmill tokenize`), a path or a URL "
+        "(s3://...: copied to the cache, every file checked against the manifest)",
     )
-    p.add_argument("--output", required=True, metavar="RUN", help="run folder to write (created if missing)")
+    p.add_argument(
+        "--output",
+        required=True,
+        metavar="RUN",
+        help="run folder to write (created if missing), a path or a URL (s3://...: written in the cache "
+        "and uploaded at every checkpoint)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where copies of remote shard and run folders are kept "
+        "(default: $TOKENMILL_CACHE, else ~/.cache/tokenmill)",
+    )
     p.add_argument(
         "--config",
         metavar="FILE.toml",
@@ -59,15 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # notes go to stderr
-    try:
-        resuming = args.resume and os.path.exists(os.path.join(args.output, "ckpt.pt"))
-        cfg = resume_config(args.output) if resuming else PretrainConfig()
-        if args.config:
-            cfg = load_config_file(args.config, cfg)
-        cfg = config_from_dict({k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}, cfg)
-        summary = pretrain(args.data, args.output, cfg, resume=args.resume)
-    except ConfigError as e:
-        raise UsageError(str(e)) from None
+    resuming = args.resume and storage.exists(storage.join(args.output, CKPT_FILE))
+    cfg = resume_config(args.output, args.cache_dir) if resuming else PretrainConfig()
+    if args.config:
+        cfg = load_config_file(args.config, cfg)
+    cfg = config_from_dict({k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}, cfg)
+    summary = pretrain(args.data, args.output, cfg, resume=args.resume, cache_dir=args.cache_dir)
     val = f", val_loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else ""
     loss = f"{summary['loss']:.4f}" if summary["loss"] is not None else "n/a"
     print(

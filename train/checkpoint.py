@@ -1,4 +1,7 @@
-"""RUN/ckpt.pt: written atomically, read back on CPU with weights_only (a checkpoint is data, not code)."""
+"""RUN/ckpt.pt: written atomically, read back on CPU with weights_only (a checkpoint is data, not code).
+
+Both take local paths: a remote run folder is staged locally (train/remote.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from typing import Any
 import torch
 
 from model import GPT, GPTConfig
-from train.config import ConfigError
+from pipeline import storage
+from pipeline.config import UsageError
 
 CKPT_FILE = "ckpt.pt"
 CKPT_FORMAT = "tokenmill-ckpt"
@@ -20,10 +24,9 @@ def checkpoint_path(run_dir: str) -> str:
 
 
 def save_checkpoint(path: str, state: dict[str, Any]) -> None:
-    """Temp file then os.replace: a crash mid-write leaves the previous checkpoint intact."""
-    tmp = path + ".tmp"
-    torch.save({"format": CKPT_FORMAT, "version": CKPT_VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    """Whole or not at all (pipeline.storage.atomic_write): a crash mid-write leaves the previous one."""
+    with storage.atomic_write(path) as f:
+        torch.save({"format": CKPT_FORMAT, "version": CKPT_VERSION, **state}, f)
 
 
 def load_checkpoint(path: str) -> dict[str, Any]:
@@ -31,15 +34,15 @@ def load_checkpoint(path: str) -> dict[str, Any]:
     if os.path.isdir(path):
         path = checkpoint_path(path)
     if not os.path.exists(path):
-        raise ConfigError(f"no checkpoint at {path}: is it a `tokenmill pretrain --output` folder?")
+        raise UsageError(f"no checkpoint at {path}: is it a `tokenmill pretrain --output` folder?")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a truncated or foreign file
-        raise ConfigError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+        raise UsageError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
-        raise ConfigError(f"{path} is not a tokenmill checkpoint")
+        raise UsageError(f"{path} is not a tokenmill checkpoint")
     if ckpt.get("version") != CKPT_VERSION:
-        raise ConfigError(
+        raise UsageError(
             f"{path}: checkpoint version {ckpt.get('version')} is not supported (want {CKPT_VERSION})"
         )
     return ckpt

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from pipeline.config import UsageError
 from tokenizer.shards import Manifest, read_manifest, read_shard
-from train.config import ConfigError
 
 
 class TokenStream:
@@ -46,15 +46,18 @@ class TokenStream:
 class ShardLoader:
     """(x, y) batches of block_size tokens, y shifted by one, from a tokenmill shard folder."""
 
-    def __init__(self, data_dir: str, block_size: int, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, data_dir: str, block_size: int, batch_size: int, seed: int, name: str | None = None
+    ) -> None:
+        """data_dir is a local folder; `name` is what messages call it (the URL it is a copy of)."""
         self.manifest = open_manifest(data_dir)
         self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
         splits = self.manifest.splits
         self.train = TokenStream([os.path.join(data_dir, s.file) for s in splits.get("train", [])])
         self.val = TokenStream([os.path.join(data_dir, s.file) for s in splits.get("val", [])])
         if self.train.num_tokens < block_size + 1:
-            raise ConfigError(
-                f"{data_dir}: the train split has {self.train.num_tokens} tokens, fewer than "
+            raise UsageError(
+                f"{name or data_dir}: the train split has {self.train.num_tokens} tokens, fewer than "
                 f"one window of block_size+1 = {block_size + 1}; add data or lower block_size"
             )
 
@@ -90,12 +93,12 @@ class ShardLoader:
 
 
 def open_manifest(data_dir: str) -> Manifest:
-    """The manifest of a shard folder, or a one-line ConfigError saying what is wrong with the folder."""
+    """The manifest of a shard folder, or a one-line UsageError saying what is wrong with the folder."""
     if not os.path.isdir(data_dir):
-        raise ConfigError(f"shard folder {data_dir} does not exist")
+        raise UsageError(f"shard folder {data_dir} does not exist")
     try:
         return read_manifest(data_dir)
     except FileNotFoundError as e:
-        raise ConfigError(str(e)) from None
+        raise UsageError(str(e)) from None
     except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{data_dir}: unreadable manifest.json ({e})") from None
+        raise UsageError(f"{data_dir}: unreadable manifest.json ({e})") from None

@@ -2,16 +2,17 @@
 
 RUN/ (the output folder) ends up holding everything `generate` and `--resume` need:
 ckpt.pt (model, optimizer, step, configs, RNG states, data identity), tokenizer.json, metrics.jsonl.
+The shard folder and RUN may be URLs (s3://...): see train/remote.py for the local copies they use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -21,15 +22,19 @@ import torch
 from tqdm import tqdm
 
 from model import GPT
-from train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from train.config import MODEL_KEYS, ConfigError, PretrainConfig, pretrain_config_from_tables
+from pipeline import storage
+from pipeline.config import UsageError
+from tokenizer.shards import MANIFEST_FILE, TOKENIZER_FILE
+from train.checkpoint import CKPT_FILE, load_checkpoint, save_checkpoint
+from train.config import MODEL_KEYS, PretrainConfig, pretrain_config_from_tables
 from train.loader import ShardLoader
+from train.remote import RunFolder, copy_file, local_shards
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+RUN_FILES = (TOKENIZER_FILE, METRICS_FILE, CKPT_FILE)  # upload order: the checkpoint last
 __all__ = [
-    "ConfigError",
     "PretrainConfig",
     "lr_at",
     "pretrain",
@@ -55,9 +60,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"unknown device {name!r} (try auto, cpu or cuda)") from None
+        raise UsageError(f"unknown device {name!r} (try auto, cpu or cuda)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but no CUDA GPU is available (use --device cpu)")
+        raise UsageError("device cuda requested but no CUDA GPU is available (use --device cpu)")
     return device
 
 
@@ -101,17 +106,25 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _check_resumable(ckpt: dict[str, Any], cfg: PretrainConfig, tokenizer_sha256: str) -> None:
-    if ckpt["data"]["tokenizer_sha256"] != tokenizer_sha256:
-        raise ConfigError(
+def _check_resumable(ckpt: dict[str, Any], cfg: PretrainConfig, data: dict[str, Any]) -> None:
+    saved_data = ckpt["data"]
+    if saved_data["tokenizer_sha256"] != data["tokenizer_sha256"]:
+        raise UsageError(
             f"the shard folder's tokenizer is not the one the checkpoint was trained with "
-            f"(checkpoint data: {ckpt['data']['dir']})"
+            f"(checkpoint data: {saved_data['dir']})"
+        )
+    if saved_data.get("manifest_sha256") not in (None, data["manifest_sha256"]):
+        log.warning(
+            "note: the shard folder (%s) is not the one the checkpoint was trained on (%s, another "
+            "manifest.json): training continues on the new data, not as an uninterrupted run would",
+            data["dir"],
+            saved_data["dir"],
         )
     saved = ckpt["pretrain_config"]
     changed = [k for k in MODEL_KEYS if saved[k] != getattr(cfg, k)]
     if changed:
         diffs = ", ".join(f"{k}={saved[k]} in the checkpoint, {getattr(cfg, k)} now" for k in changed)
-        raise ConfigError(f"cannot resume with a different model shape: {diffs}")
+        raise UsageError(f"cannot resume with a different model shape: {diffs}")
     for key, value in saved.items():
         if key in cfg.to_dict() and cfg.to_dict()[key] != value:
             log.info("resume: %s changed from %r to %r", key, value, cfg.to_dict()[key])
@@ -130,14 +143,48 @@ def _keep_metrics_until(path: str, step: int) -> None:
                     rows.append(line if line.endswith("\n") else line + "\n")
             except (ValueError, KeyError, TypeError):
                 continue
-    with open(path, "w") as f:
+    with storage.atomic_write(path, "w") as f:
         f.writelines(rows)
 
 
-def resume_config(out_dir: str) -> PretrainConfig:
+def resume_config(out_dir: str, cache_dir: str | None = None) -> PretrainConfig:
     """The config a run folder's checkpoint was trained with: the starting point for resuming it."""
-    saved = load_checkpoint(checkpoint_path(out_dir))["pretrain_config"]
-    return PretrainConfig(**saved)
+    run = RunFolder(out_dir, cache_dir)
+    if run.pull(CKPT_FILE):
+        raise UsageError(f"no checkpoint at {run.url_of(CKPT_FILE)}: nothing to resume")
+    return PretrainConfig(**load_checkpoint(run.file(CKPT_FILE))["pretrain_config"])
+
+
+def _data_identity(data_url: str, local_dir: str, loader: ShardLoader) -> dict[str, Any]:
+    """What the checkpoint records of its data: where it is (the URL, not a cache) and which version."""
+    tok = loader.manifest.tokenizer
+    with open(os.path.join(local_dir, MANIFEST_FILE), "rb") as f:
+        manifest_sha256 = hashlib.sha256(f.read()).hexdigest()
+    return {
+        "dir": storage.normalize(data_url),
+        "manifest_sha256": manifest_sha256,
+        "tokenizer_sha256": tok.sha256,
+        "eos_id": tok.eos_id,
+        "vocab_size": tok.vocab_size,
+        "train_tokens": loader.train.num_tokens,
+    }
+
+
+def _open_run(out_dir: str, resume: bool, cache_dir: str | None) -> tuple[RunFolder, dict[str, Any] | None]:
+    """The run folder, checked against --resume, and its checkpoint when resuming (downloaded if remote)."""
+    run = RunFolder(out_dir, cache_dir)
+    ckpt_url = run.url_of(CKPT_FILE)
+    exists = run.exists(CKPT_FILE)
+    if not resume and exists:
+        raise UsageError(
+            f"{ckpt_url} already exists: pass --resume to continue that run, or choose another --output"
+        )
+    if resume and not exists:
+        raise UsageError(f"nothing to resume: {ckpt_url} does not exist (drop --resume to start a new run)")
+    if not resume:
+        return run, None
+    run.pull(CKPT_FILE, METRICS_FILE)
+    return run, load_checkpoint(run.file(CKPT_FILE))
 
 
 def pretrain(
@@ -146,26 +193,25 @@ def pretrain(
     cfg: PretrainConfig | None = None,
     resume: bool = False,
     progress: bool = True,
+    cache_dir: str | None = None,
 ) -> dict[str, Any]:
     """Train a GPT on the shard folder data_dir, writing out_dir/{ckpt.pt, tokenizer.json, metrics.jsonl}.
 
     resume=True continues out_dir/ckpt.pt exactly (same batches, LR and RNG as if never stopped) up to
-    cfg.max_steps; without it an existing checkpoint is never overwritten. Returns a summary dict.
-    Raises ConfigError for anything the user can fix.
+    cfg.max_steps; without it an existing checkpoint is never overwritten. Either folder may be a URL:
+    remote shards are read from a checked local copy and a remote run is staged locally and uploaded at
+    every checkpoint, both under cache_dir (see train/remote.py). Returns a summary dict.
+    Raises UsageError for anything the user can fix.
     """
     cfg = (cfg or PretrainConfig()).validate()
-    loader = ShardLoader(data_dir, cfg.block_size, cfg.batch_size, cfg.seed)
+    run, ckpt = _open_run(out_dir, resume, cache_dir)  # before a download of the shards, not after
+    local_data = local_shards(data_dir, cache_dir)
+    loader = ShardLoader(local_data, cfg.block_size, cfg.batch_size, cfg.seed, name=data_dir)
     tok = loader.manifest.tokenizer
-    ckpt_file = checkpoint_path(out_dir)
-    if not resume and os.path.exists(ckpt_file):
-        raise ConfigError(
-            f"{ckpt_file} already exists: pass --resume to continue that run, or choose another --output"
-        )
-    if resume and not os.path.exists(ckpt_file):
-        raise ConfigError(f"nothing to resume: {ckpt_file} does not exist (drop --resume to start a new run)")
-    ckpt = load_checkpoint(ckpt_file) if resume else None
+    data = _data_identity(data_dir, local_data, loader)
+    ckpt_file = run.url_of(CKPT_FILE)
     if ckpt is not None:
-        _check_resumable(ckpt, cfg, tok.sha256)
+        _check_resumable(ckpt, cfg, data)
     if not loader.has_val:
         log.warning(
             "note: val split has %d tokens, fewer than one window of %d: skipping evaluation",
@@ -189,9 +235,8 @@ def pretrain(
         step, elapsed_before, last = ckpt["step"], ckpt["elapsed_s"], ckpt["last"]
         log.info("resuming %s at step %d of %d", ckpt_file, step, cfg.max_steps)
 
-    os.makedirs(out_dir, exist_ok=True)
-    shutil.copyfile(os.path.join(data_dir, tok.file), os.path.join(out_dir, "tokenizer.json"))
-    metrics_file = os.path.join(out_dir, METRICS_FILE)
+    copy_file(os.path.join(local_data, tok.file), run.file(TOKENIZER_FILE))
+    metrics_file = run.file(METRICS_FILE)
     if resume:
         _keep_metrics_until(metrics_file, step)
     use_compile = cfg.compile is True or (cfg.compile == "auto" and device.type == "cuda")
@@ -207,13 +252,7 @@ def pretrain(
             "rng": _rng_state(),
             "elapsed_s": elapsed_before + time.perf_counter() - t_start,
             "last": last,
-            "data": {
-                "dir": os.path.abspath(data_dir),
-                "tokenizer_sha256": tok.sha256,
-                "eos_id": tok.eos_id,
-                "vocab_size": tok.vocab_size,
-                "train_tokens": loader.train.num_tokens,
-            },
+            "data": data,
         }
 
     tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum
@@ -273,15 +312,16 @@ def pretrain(
                 t_log, steps_since_log = time.perf_counter(), 0  # eval time is not training time
             if step % cfg.checkpoint_interval == 0 or is_last:
                 t_save = time.perf_counter()
-                save_checkpoint(ckpt_file, state())
-                t_log += time.perf_counter() - t_save  # nor is writing the checkpoint
+                save_checkpoint(run.file(CKPT_FILE), state())
+                run.push(*RUN_FILES)
+                t_log += time.perf_counter() - t_save  # nor is writing (and uploading) the checkpoint
     bar.close()
 
     if step == start_step:
         log.info("%s is already at step %d (max_steps %d): nothing to train", ckpt_file, step, cfg.max_steps)
     trained = step - start_step
     summary = {
-        "run_dir": out_dir,
+        "run_dir": run.url,
         "checkpoint": ckpt_file,
         "step": step,
         "steps_trained": trained,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.config import UsageError
 from tests.train.conftest import tiny_config
 from train.checkpoint import load_checkpoint
-from train.config import ConfigError
 from train.pretrain import lr_at, pretrain
 
 
@@ -42,12 +42,12 @@ def test_run_folder_holds_everything_generate_and_resume_need(trained_run: Path,
     manifest = json.loads((shard_dir / "manifest.json").read_text())
     assert ckpt["data"]["tokenizer_sha256"] == manifest["tokenizer"]["sha256"]
     assert ckpt["data"]["dir"] == os.path.abspath(shard_dir)
-    assert not (trained_run / "ckpt.pt.tmp").exists()
+    assert sorted(p.name for p in trained_run.iterdir()) == ["ckpt.pt", "metrics.jsonl", "tokenizer.json"]
 
 
 def test_existing_checkpoint_is_not_overwritten(trained_run: Path, shard_dir: Path) -> None:
     before = (trained_run / "ckpt.pt").stat().st_mtime_ns
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(UsageError, match="--resume"):
         pretrain(str(shard_dir), str(trained_run), tiny_config(), progress=False)
     assert (trained_run / "ckpt.pt").stat().st_mtime_ns == before
 
@@ -81,7 +81,7 @@ def test_resume_continues_exactly(tmp_path: Path, shard_dir: Path) -> None:
 def test_resume_refuses_another_model_shape_or_no_checkpoint(
     tmp_path: Path, trained_run: Path, shard_dir: Path
 ) -> None:
-    with pytest.raises(ConfigError, match="n_embd"):
+    with pytest.raises(UsageError, match="n_embd"):
         pretrain(
             str(shard_dir),
             str(trained_run),
@@ -89,7 +89,7 @@ def test_resume_refuses_another_model_shape_or_no_checkpoint(
             resume=True,
             progress=False,
         )
-    with pytest.raises(ConfigError, match="nothing to resume"):
+    with pytest.raises(UsageError, match="nothing to resume"):
         pretrain(str(shard_dir), str(tmp_path / "fresh"), tiny_config(), resume=True, progress=False)
 
 
