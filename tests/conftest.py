@@ -190,7 +190,7 @@ def _s3_session() -> Iterator[S3Server | str]:
         print(f"\nSeaweedFS S3 at {endpoint} in {time.perf_counter() - started:.1f}s", file=sys.stderr)
         yield S3Server(endpoint, proc.pid, data)
     finally:
-        _stop(proc, grace=2)
+        _stop(proc, grace=1)
         _set_env(before)
         # weed's gRPC unix sockets are always in /tmp, named by port: remove ours
         for port in ports.values():

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+from pathlib import Path
 
 from pipeline import storage
 from pipeline.config import UsageError
@@ -98,7 +99,7 @@ def local_shards(url: str, cache_dir: str | None = None) -> str:
         verified[name] = {"sha256": sha256, "size": os.path.getsize(path)}
         storage.write_json(record_path, verified)  # per file: an interrupted copy keeps what it checked
     manifest_path = os.path.join(folder, MANIFEST_FILE)
-    if not os.path.exists(manifest_path) or open(manifest_path, "rb").read() != manifest_bytes:
+    if not os.path.exists(manifest_path) or Path(manifest_path).read_bytes() != manifest_bytes:
         storage.write_bytes(manifest_path, manifest_bytes)
     log.info("shards: %s in %s (%d of %d files downloaded)", url, folder, fetched, len(wanted))
     return folder
