@@ -123,3 +123,19 @@ def test_download_is_a_whole_local_copy(root: str, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         storage.download(storage.join(root, "absent.bin"), str(tmp_path / "absent.bin"))
     assert not any(TMP_MARK in p.name for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.ray
+def test_ray_workers_of_the_session_head_reach_s3(ray_head, s3_url: str) -> None:
+    """The head starts after the S3 fixture set the AWS variables: its workers inherit them."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=ray_head["address"], logging_level="WARNING")
+    storage.write_bytes(f"{s3_url}/from-driver", b"hello worker")
+
+    @ray.remote(num_cpus=0)
+    def read(url: str) -> tuple[str | None, bytes]:
+        return os.environ.get("AWS_ENDPOINT_URL"), storage.read_bytes(url)
+
+    assert ray.get(read.remote(f"{s3_url}/from-driver")) == (os.environ["AWS_ENDPOINT_URL"], b"hello worker")
