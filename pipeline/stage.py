@@ -348,6 +348,9 @@ def run_stage(
     result.removed = len(plan.stale)
     result.fingerprint = stage_fingerprint(fingerprints)
     changes = plan.todo or plan.redo or plan.stale or plan.garbage
+    if plan.todo:  # before anything is written: a refused path must not get even a stats file
+        init_ray()
+        check_paths_reachable([root, *(inp.url for inp in plan.todo[:1])])
     if changes:
         # say first that the folder is in flux: a reader of an unfinished folder must not trust it
         _write_merged(stage, root, dataclasses.replace(result, failed_total=-1), len(inputs))
@@ -387,13 +390,11 @@ def _run_pending(
     start: float,
 ) -> None:
     """Submit with a bounded number in flight; each completion costs O(in flight), not O(all tasks)."""
-    init_ray()
-    check_paths_reachable([root, *(inp.url for inp in todo[:1])])
     options: dict[str, Any] = {"num_cpus": stage.num_cpus, "max_retries": 2, "retry_exceptions": False}
     if env := forwarded_env():
         options["runtime_env"] = {"env_vars": env}
     remote = ray.remote(_run_task).options(**options)
-    limit = max_in_flight or max(8, int(2 * cluster_cpus() / max(stage.num_cpus, 0.01)))
+    limit = max_in_flight or max(64, int(4 * cluster_cpus() / max(stage.num_cpus, 0.01)))
     stage_ref = ray.put(stage)
     queue, in_flight = deque(todo), {}
     flushed = time.monotonic()
@@ -409,10 +410,14 @@ def _run_pending(
                 if len(in_flight) > 1:  # everything else already finished, without waiting again
                     more, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0)
                     ready = list(dict.fromkeys(ready + more))
-                for ref in ready:
+                try:
+                    records = ray.get(ready)  # one call for the batch; one by one only when a task failed
+                except Exception:
+                    records = None
+                for n, ref in enumerate(ready):
                     inp = in_flight.pop(ref)
                     try:
-                        result.records[inp.key] = _index_row(ray.get(ref))
+                        result.records[inp.key] = _index_row(records[n] if records else ray.get(ref))
                     except Exception as e:  # a bug or an unreadable input: report it, keep the others going
                         result.failed_total += 1
                         if len(result.failed) < MAX_ERRORS:

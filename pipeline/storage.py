@@ -156,6 +156,7 @@ def atomic_write(url: str, mode: str = "wb") -> Iterator[IO]:
         # (a file without discard() is left unclosed: closing is what would commit it)
         if hasattr(f, "discard"):
             f.discard()
+            f.closed = True  # or the garbage collector's close() would try to finish the upload
         raise
     f.close()
 

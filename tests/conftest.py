@@ -41,6 +41,10 @@ _RAY_TOKEN.chmod(0o600)
 os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAY_AUTH_TOKEN_PATH"] = str(_RAY_TOKEN)
 os.environ.pop("RAY_AUTH_TOKEN", None)  # it would win over the path
+# Ray resolves 127.0.0.1 in an address to the machine's own interface address unless this is 0; with it, a
+# driver connects to a loopback head on loopback, so all Ray traffic of the tests stays on 127.0.0.1. (Its
+# only other effect is on `ray start` of a worker node, which no test runs.)
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # pretrain/generate cache remote shard folders and run folders here, not in ~/.cache/tokenmill
 os.environ["TOKENMILL_CACHE"] = str(_SESSION_DIR / "cache")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 import pytest
+import ray
 
 from pipeline import storage
 from pipeline.config import UsageError
@@ -28,6 +29,7 @@ class LinesConfig:
 
 def lines_task(run: TaskRun) -> None:
     text = storage.read_bytes(run.input).decode()
+    run.stats.add(f"node_{ray.get_runtime_context().get_node_id()[:12]}")  # where it ran (multi-node test)
     if text.startswith("FAIL"):
         raise ValueError("this input is broken on purpose")
     with run.documents() as sink:
