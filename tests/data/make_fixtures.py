@@ -71,6 +71,7 @@ def main() -> None:
         "warc/edge/warcio-example-iana.org-chunked.warc",
         "warc/edge/resiliparse-clipped.warc.gz",
         "warc/real/cc-main-2024-22-whirlwind.warc.gz",
+        "warc/real/cc-main-2024-22-whirlwind.warc.wet.gz",
     ]:
         shutil.copyfile(SHARED / name, HERE / Path(name).name)
 
