@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+BAD = DATA / "bad"  # broken on purpose (tests/data/make_bad_inputs.py): good pages around each damage
 SHARED = Path("/work/shared/data")
 
 needs_shared = pytest.mark.skipif(
