@@ -56,10 +56,10 @@ def collect(dirs: Sequence[str]) -> dict[str, Any]:
     """Find stage outputs in the given folders (a stage folder, or a run folder holding several)."""
     stages: dict[str, dict[str, Any]] = {}
     shards: dict[str, Any] | None = None
-    for d in dirs:
-        d = storage.normalize(d)
+    for given in dirs:
+        d = storage.normalize(given)
         if not storage.exists(d):
-            raise UsageError(f"no such folder: {d}")
+            raise UsageError(f"no such folder: {given}")
         for c in [d, *storage.subfolders(d)]:
             if storage.exists(storage.join(c, MERGED)):
                 summary = storage.read_json(storage.join(c, MERGED))

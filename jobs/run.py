@@ -6,6 +6,7 @@ Each stage writes into its own folder under [run].output; rerunning the same con
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -24,6 +25,7 @@ from pipeline.dedup import DedupConfig
 from pipeline.extract import ExtractConfig
 from pipeline.filters import FilterConfig
 from pipeline.stages import dedup, extract, filter_documents
+from tokenizer.shards import MANIFEST_FILE
 from tokenizer.tokenize import TokenizeConfig, tokenize
 from tokenizer.train import TokenizerConfig, train_tokenizer
 
@@ -97,7 +99,7 @@ def run_all(cfg: dict[str, Any], output: str | None = None, overwrite: bool = Fa
 
     # Training is one process on this machine: release the local Ray's workers so torch has every core.
     ray.shutdown()
-    resume = storage.exists(f"{out}/pretrain/ckpt.pt")
+    resume = _resumable(f"{out}/pretrain", f"{out}/shards", overwrite)
     verb = "resuming" if resume else "starting"
     print(f"pretrain: {verb} ({pre_cfg.max_steps} steps) -> {out}/pretrain", flush=True)
     stage("pretrain", pretrain, f"{out}/shards", f"{out}/pretrain", pre_cfg, resume)
@@ -121,6 +123,26 @@ def run_all(cfg: dict[str, Any], output: str | None = None, overwrite: bool = Fa
     )
     print(f"\ngenerated (prompt {prompt!r}):\n{prompt}{text}")
     return {"report": rep, "generated": text, "output": out}
+
+
+def _resumable(run_dir: str, shards: str, overwrite: bool) -> bool:
+    """Resume a checkpoint trained on these shards; one trained on others is refused, or with overwrite
+    started again (its files removed), so the run never mixes data it was not configured with."""
+    from train.pretrain import checkpoint_data
+
+    data = checkpoint_data(run_dir)
+    if data is None:
+        return False
+    manifest = hashlib.sha256(storage.read_bytes(f"{shards}/{MANIFEST_FILE}")).hexdigest()
+    if data.get("manifest_sha256") == manifest:
+        return True
+    if not overwrite:
+        raise UsageError(
+            f"{run_dir} was trained on other shards than {shards} holds now: rerun with --overwrite to start "
+            "pretraining again, or use another run folder"
+        )
+    storage.remove([f"{run_dir}/{name}" for name in storage.list_tree(run_dir)])
+    return False
 
 
 def build_parser() -> argparse.ArgumentParser:

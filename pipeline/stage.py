@@ -464,7 +464,9 @@ def read_stage(folder: str, expect: str | tuple[str, ...] | None = None) -> Stag
     root = storage.normalize(folder)
     try:
         merged = storage.read_json(storage.join(root, MERGED))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        if not storage.exists(root):
+            raise UsageError(f"no such document folder: {folder}") from None
         raise UsageError(f"{folder} is not a tokenmill stage output (no {MERGED})") from None
     if expect is not None and merged.get("stage") not in (expect if isinstance(expect, tuple) else (expect,)):
         raise UsageError(f"{folder} holds the output of stage {merged.get('stage')!r}, expected {expect!r}")

@@ -123,11 +123,11 @@ def _tokenize(run: TaskRun) -> None:
 def tokenize(
     input_dir: str, tokenizer_url: str, output: str, cfg: TokenizeConfig, overwrite: bool = False
 ) -> StageResult:
-    docs = read_stage(input_dir)
     try:
         tokenizer_bytes = storage.read_bytes(tokenizer_url)
     except FileNotFoundError:
         raise UsageError(f"no such tokenizer file: {tokenizer_url}") from None
+    docs = read_stage(input_dir)
     sha256 = hashlib.sha256(tokenizer_bytes).hexdigest()
     stage = Stage(
         "tokenize", VERSION, _tokenize, cfg, outputs=("train-*.arrow", "val-*.arrow"), context=tokenizer_url

@@ -36,6 +36,7 @@ METRICS_FILE = "metrics.jsonl"
 RUN_FILES = (TOKENIZER_FILE, METRICS_FILE, CKPT_FILE)  # upload order: the checkpoint last
 __all__ = [
     "PretrainConfig",
+    "checkpoint_data",
     "lr_at",
     "pretrain",
     "pretrain_config_from_tables",
@@ -114,11 +115,10 @@ def _check_resumable(ckpt: dict[str, Any], cfg: PretrainConfig, data: dict[str, 
             f"(checkpoint data: {saved_data['dir']})"
         )
     if saved_data.get("manifest_sha256") not in (None, data["manifest_sha256"]):
-        log.warning(
-            "note: the shard folder (%s) is not the one the checkpoint was trained on (%s, another "
-            "manifest.json): training continues on the new data, not as an uninterrupted run would",
-            data["dir"],
-            saved_data["dir"],
+        raise UsageError(
+            f"the shard folder {data['dir']} is not the one the checkpoint was trained on "
+            f"({saved_data['dir']}, another manifest.json): resuming would continue on other data; "
+            "start a new run instead"
         )
     saved = ckpt["pretrain_config"]
     changed = [k for k in MODEL_KEYS if saved[k] != getattr(cfg, k)]
@@ -153,6 +153,14 @@ def resume_config(out_dir: str, cache_dir: str | None = None) -> PretrainConfig:
     if run.pull(CKPT_FILE):
         raise UsageError(f"no checkpoint at {run.url_of(CKPT_FILE)}: nothing to resume")
     return PretrainConfig(**load_checkpoint(run.file(CKPT_FILE))["pretrain_config"])
+
+
+def checkpoint_data(out_dir: str, cache_dir: str | None = None) -> dict[str, Any] | None:
+    """The data identity a run folder's checkpoint recorded (dir, manifest_sha256, ...); None if none."""
+    run = RunFolder(out_dir, cache_dir)
+    if not run.exists(CKPT_FILE) or run.pull(CKPT_FILE):
+        return None
+    return load_checkpoint(run.file(CKPT_FILE))["data"]
 
 
 def _data_identity(data_url: str, local_dir: str, loader: ShardLoader) -> dict[str, Any]:

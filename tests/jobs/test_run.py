@@ -80,8 +80,29 @@ def test_rerun_resumes_every_stage(run_dir):
     assert again.returncode == 0, again.stderr[-3000:]
     for stage in ("extract", "filter", "dedup", "tokenize"):
         assert "(1 of 1 tasks already complete)" in again.stdout.split(f"{stage}:", 1)[1].splitlines()[0]
-    assert "(already trained;" in again.stdout
+    assert "(already trained from these documents with this config)" in again.stdout
     assert "resuming" in again.stdout
+
+
+def test_changed_vocab_size_is_refused_then_redone_with_overwrite(run_dir, tmp_path):
+    """A run folder never mixes configs: the change is named, and --overwrite redoes what it affects."""
+    out, config, _ = run_dir
+    changed = tmp_path / "changed.toml"
+    changed.write_text(config.read_text().replace("vocab_size = 512", "vocab_size = 520"))
+    refused = run_tokenmill("run", str(changed))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "vocab_size 512 -> 520" in refused.stderr and "--overwrite" in refused.stderr
+    before = json.loads((out / "shards" / "manifest.json").read_text())
+    redone = run_tokenmill("run", str(changed), "--overwrite")
+    assert redone.returncode == 0, redone.stdout[-3000:] + redone.stderr[-3000:]
+    for stage in ("extract", "filter", "dedup"):  # upstream of the change: untouched
+        assert "(1 of 1 tasks already complete)" in redone.stdout.split(f"{stage}:", 1)[1].splitlines()[0]
+    after = json.loads((out / "shards" / "manifest.json").read_text())
+    assert after["tokenizer"]["vocab_size"] == 520 != before["tokenizer"]["vocab_size"]
+    assert after["tokenizer"]["sha256"] != before["tokenizer"]["sha256"]
+    assert "pretrain: starting" in redone.stdout  # trained on other shards: started again, not resumed
+    ckpt_vocab = json.loads((out / "report.json").read_text())["shards"]["vocab_size"]
+    assert ckpt_vocab == 520
 
 
 def test_bad_config_is_one_line(tmp_path):

@@ -10,11 +10,17 @@ import textwrap
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import dedup, extract, tokenize, train_tokenizer
-from jobs import filter as filter_stage
-from pipeline.documents import Document, documents_table, read_documents, write_table
+from pipeline.config import UsageError
+from pipeline.dedup import DedupConfig
+from pipeline.documents import read_documents
+from pipeline.extract import ExtractConfig
+from pipeline.filters import FilterConfig
+from pipeline.stage import read_stage
+from pipeline.stages import dedup, extract, filter_documents
 from tests.conftest import DATA, REPO
 from tokenizer.shards import read_shard
+from tokenizer.tokenize import TokenizeConfig, tokenize
+from tokenizer.train import TokenizerConfig, train_tokenizer
 
 SAMPLE = str(DATA / "sample-20.warc.gz")
 
@@ -31,21 +37,20 @@ def stages(ray_head, tmp_path_factory):
     """extract -> filter -> dedup -> train-tokenizer -> tokenize on the 20-page fixture, once per module."""
     out = tmp_path_factory.mktemp("stages")
     results = {
-        "extract": extract.run([SAMPLE], f"{out}/extract"),
-        "filter": filter_stage.run(f"{out}/extract", f"{out}/filter"),
-        "dedup": dedup.run(f"{out}/filter", f"{out}/dedup"),
+        "extract": extract([SAMPLE], f"{out}/extract", ExtractConfig()),
+        "filter": filter_documents(f"{out}/extract", f"{out}/filter", FilterConfig()),
+        "dedup": dedup(f"{out}/filter", f"{out}/dedup", DedupConfig()),
     }
-    tok = train_tokenizer.run(
-        f"{out}/dedup", f"{out}/tok/tokenizer.json", train_tokenizer.TokenizerConfig(vocab_size=512)
-    )
+    tok = train_tokenizer(f"{out}/dedup", f"{out}/tok/tokenizer.json", TokenizerConfig(vocab_size=512))
     results["train-tokenizer"] = tok
-    results["tokenize"] = tokenize.run(
-        f"{out}/dedup",
-        f"{out}/tok/tokenizer.json",
-        f"{out}/shards",
-        tokenize.TokenizeConfig(val_fraction=0.2),
+    results["tokenize"] = tokenize(
+        f"{out}/dedup", f"{out}/tok/tokenizer.json", f"{out}/shards", TokenizeConfig(val_fraction=0.2)
     )
     return out, results
+
+
+def part_files(folder) -> list[str]:
+    return [inp.url for inp in read_stage(str(folder)).document_inputs()]
 
 
 def test_counts_chain_and_nothing_disappears(stages):
@@ -70,7 +75,7 @@ def test_counts_chain_and_nothing_disappears(stages):
     assert r["filter"].stats.counters["docs_in"] == ex.counters["docs_out"]
     assert r["dedup"].stats.counters["docs_in"] == r["filter"].stats.counters["docs_out"]
     # language scores are recorded in metadata of kept documents
-    doc = next(read_documents(str(out / "filter" / "part-00000.parquet")))
+    doc = next(read_documents(part_files(out / "filter")[0]))
     assert doc.metadata["language"] == "en" and doc.metadata["language_score"] > 0.5
 
 
@@ -117,7 +122,7 @@ def test_doc_ids_trace_back_to_warc_records(stages):
     manifest = json.loads((out / "shards" / "manifest.json").read_text())
     shard = manifest["splits"]["train"][0]["file"]
     ids = pa.ipc.open_file(pa.memory_map(str(out / "shards" / shard))).read_all().column("doc_id").to_pylist()
-    extracted = {d.id: d for d in read_documents(str(out / "extract" / "part-00000.parquet"))}
+    extracted = {d.id: d for d in read_documents(part_files(out / "extract")[0])}
     for doc_id in ids:
         assert doc_id.startswith("<urn:uuid:")
         assert extracted[doc_id].warc_file.endswith("sample-20.warc.gz")
@@ -125,32 +130,42 @@ def test_doc_ids_trace_back_to_warc_records(stages):
 
 def test_rerun_resumes_without_redoing_work(stages):
     out, r = stages
-    again = filter_stage.run(f"{out}/extract", f"{out}/filter")
+    again = filter_documents(f"{out}/extract", f"{out}/filter", FilterConfig())
     assert again.skipped == again.tasks == r["filter"].tasks
     assert again.stats.counters["docs_out"] == r["filter"].stats.counters["docs_out"]
-    assert train_tokenizer.run(
-        f"{out}/dedup", f"{out}/tok/tokenizer.json", train_tokenizer.TokenizerConfig()
-    ).get("skipped")
+    tok = TokenizerConfig(vocab_size=512)
+    assert train_tokenizer(f"{out}/dedup", f"{out}/tok/tokenizer.json", tok).get("skipped")
 
 
-def test_dedup_across_files_drops_copies_with_reason(stages, tmp_path):
-    docs = list(read_documents(str(stages[0] / "extract" / "part-00000.parquet")))[:5]
-    copies = [Document(id=f"copy-{d.id}", text=d.text.upper() + "  ", url=d.url) for d in docs[:2]]
-    write_table(documents_table(docs), str(tmp_path / "in" / "a.parquet"))
-    write_table(documents_table(copies), str(tmp_path / "in" / "b.parquet"))
-    result = dedup.run(str(tmp_path / "in"), str(tmp_path / "out"))
-    assert result.stats.dropped["exact_duplicate"] == 2
-    excluded = pq.read_table(tmp_path / "out" / "excluded").to_pylist()
-    assert {row["id"] for row in excluded} == {c.id for c in copies}
-    assert all(
-        json.loads(row["metadata"])["dedup"]["duplicate_of"] in {d.id for d in docs} for row in excluded
-    )
+def test_changed_config_is_named_not_reused(stages):
+    out, _ = stages
+    with pytest.raises(UsageError, match="min_language_score 0.65 -> 0.5"):
+        filter_documents(f"{out}/extract", f"{out}/filter", FilterConfig(min_language_score=0.5))
+    with pytest.raises(UsageError, match="vocab_size 512 -> 600"):
+        train_tokenizer(f"{out}/dedup", f"{out}/tok/tokenizer.json", TokenizerConfig(vocab_size=600))
+
+
+def test_same_warc_twice_keeps_one_copy_of_each_page(stages, tmp_path):
+    """The same WARC under two names: every record id twice. Dedup keeps exactly one of each."""
+    out, r = stages
+    copy = tmp_path / "again.warc.gz"
+    copy.write_bytes(open(SAMPLE, "rb").read())
+    extract([SAMPLE, str(copy)], str(tmp_path / "extract"), ExtractConfig())
+    result = dedup(str(tmp_path / "extract"), str(tmp_path / "dedup"), DedupConfig())
+    kept = r["extract"].stats.counters["docs_out"]
+    assert result.stats.counters["docs_in"] == 2 * kept
+    assert result.stats.counters["docs_out"] == kept
+    assert result.stats.dropped["duplicate_id"] == kept
+    ids = [d.id for part in part_files(tmp_path / "dedup") for d in read_documents(part)]
+    assert len(ids) == len(set(ids)) == kept
+    excluded = pq.read_table(tmp_path / "dedup" / "excluded").to_pylist()
+    assert all(json.loads(row["metadata"])["dedup"]["duplicate_of"] == row["id"] for row in excluded)
 
 
 def test_corrupt_file_is_reported_not_fatal(ray_head, tmp_path):
     bad = tmp_path / "not-a-warc.warc.gz"
     bad.write_bytes(b"this is not a WARC file at all\n" * 10)
-    result = extract.run([SAMPLE, str(bad)], str(tmp_path / "out"))
+    result = extract([SAMPLE, str(bad)], str(tmp_path / "out"), ExtractConfig())
     assert not result.failed
     assert result.stats.counters["corrupt_files"] == 1
     assert any("not-a-warc" in e for e in result.stats.errors)
@@ -184,7 +199,7 @@ def test_ray_job_submit(ray_head, tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"extract: {_count_responses(SAMPLE)} docs in" in done.stdout
-    ids = pq.read_table(out / "part-00000.parquet").column("id").to_pylist()
+    ids = pq.read_table(part_files(out)[0]).column("id").to_pylist()
     assert ids and all(i.startswith("<urn:uuid:") for i in ids)
 
 
@@ -204,16 +219,16 @@ def test_without_ray_address_a_stage_starts_its_own_local_ray(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"extract: {_count_responses(SAMPLE)} docs in" in done.stdout
-    assert (tmp_path / "out" / "completions" / "part-00000").exists()
+    assert len(list((tmp_path / "out" / "completions").glob("*.json"))) == 1
 
 
 def test_tokenize_rolls_over_to_new_shards(stages, tmp_path):
     out, r = stages
-    small = tokenize.run(
+    small = tokenize(
         f"{out}/dedup",
         f"{out}/tok/tokenizer.json",
         str(tmp_path / "shards"),
-        tokenize.TokenizeConfig(val_fraction=0.2, max_shard_tokens=5000),
+        TokenizeConfig(val_fraction=0.2, max_shard_tokens=5000),
     )
     manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     one = json.loads((out / "shards" / "manifest.json").read_text())
