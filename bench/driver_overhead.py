@@ -88,21 +88,18 @@ def main() -> None:
         assert again.skipped == n
 
     ms = 1000 / n
+
+    def row(label: str, wall: float, cpu: float) -> None:
+        print(f"{label:<40} wall {wall:6.1f}s {wall * ms:6.2f} ms/task   driver CPU {cpu * ms:5.2f} ms/task")
+
     print(f"{n} tasks, {ray.cluster_resources().get('CPU')} CPUs, Ray {ray.__version__}")
+    row("anchor (plain ray.remote + ray.get):", a_wall, a_cpu)
+    row(f"listing the {n} inputs:", l_wall, l_cpu)
+    row("run_stage (first run):", s_wall, s_cpu)
+    row("run_stage (rerun, all committed):", r_wall, r_cpu)
     print(
-        f"anchor (plain ray.remote + ray.get):   wall {a_wall:6.1f}s  {a_wall * ms:6.2f} ms/task   driver CPU {a_cpu * ms:5.2f} ms/task"
-    )
-    print(
-        f"listing the {n} inputs:               wall {l_wall:6.1f}s  {l_wall * ms:6.2f} ms/task   driver CPU {l_cpu * ms:5.2f} ms/task"
-    )
-    print(
-        f"run_stage (first run):                 wall {s_wall:6.1f}s  {s_wall * ms:6.2f} ms/task   driver CPU {s_cpu * ms:5.2f} ms/task"
-    )
-    print(
-        f"run_stage (rerun, all committed):      wall {r_wall:6.1f}s  {r_wall * ms:6.2f} ms/task   driver CPU {r_cpu * ms:5.2f} ms/task"
-    )
-    print(
-        f"ratio stage/anchor wall: {s_wall / a_wall:.2f}x   driver CPU per task over the anchor's: {(s_cpu - a_cpu) * ms:+.2f} ms"
+        f"ratio stage/anchor wall: {s_wall / a_wall:.2f}x; "
+        f"driver CPU per task over the anchor's: {(s_cpu - a_cpu) * ms:+.2f} ms"
     )
 
 

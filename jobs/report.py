@@ -9,7 +9,7 @@ from typing import Any
 
 from jobs.common import UsageError, run_cli
 from pipeline import storage
-from pipeline.stage import MERGED
+from pipeline.stage_folder import MERGED
 from tokenizer.shards import MANIFEST_FILE, read_manifest
 
 STAGE_ORDER = ["extract", "filter", "dedup", "train-tokenizer", "tokenize", "pretrain"]

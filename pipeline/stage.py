@@ -29,8 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import ray
 from tqdm import tqdm
 
@@ -38,11 +36,9 @@ from pipeline import storage
 from pipeline.config import UsageError, to_table
 from pipeline.documents import DocumentSink
 from pipeline.ray_cluster import check_paths_reachable, cluster_cpus, forwarded_env, init_ray
+from pipeline.stage_folder import COMPLETIONS, MERGED, TaskInput, index_row, read_index, write_index
 from pipeline.stats import MAX_ERRORS, Stats
 
-COMPLETIONS = "completions"
-MERGED = "stats/merged.json"
-INDEX = "stats/tasks.parquet"
 INDEX_FLUSH_SECONDS = 300  # a long run rewrites its index this often, so a killed driver loses little
 _KEY_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -54,13 +50,6 @@ def input_key(url: str) -> str:
         name = name.removesuffix(suffix)
     digest = hashlib.sha1(storage.normalize(url).encode()).hexdigest()[:8]
     return f"{_KEY_RE.sub('_', name)[:80]}-{digest}"
-
-
-@dataclass(frozen=True)
-class TaskInput:
-    key: str  # names the task's outputs
-    url: str  # what the task reads
-    identity: dict[str, Any]  # changes whenever what the task reads does
 
 
 def with_upstream(inputs: list[TaskInput], **extra: str) -> list[TaskInput]:
@@ -162,38 +151,6 @@ class StageResult:
         return not self.failed_total
 
 
-def _index_row(record: dict[str, Any]) -> dict[str, Any]:
-    stats = dict(record["stats"])
-    stats["errors"] = stats.get("errors", [])[:5]  # the record keeps its task's; the index stays small
-    return {
-        "key": record["key"],
-        "fingerprint": record["fingerprint"],
-        "url": record.get("url", ""),
-        "input": json.dumps(record["input"], sort_keys=True),
-        "outputs": json.dumps(record["outputs"], sort_keys=True),
-        "result": json.dumps(record.get("result", {}), sort_keys=True),
-        "stats": json.dumps(stats, sort_keys=True),
-    }
-
-
-INDEX_COLUMNS = ("key", "fingerprint", "url", "input", "outputs", "result", "stats")
-INDEX_SCHEMA = pa.schema([(name, pa.string()) for name in INDEX_COLUMNS])
-
-
-def _write_index(root: str, rows: dict[str, dict[str, Any]]) -> None:
-    table = pa.Table.from_pylist([rows[k] for k in sorted(rows)], schema=INDEX_SCHEMA)
-    with storage.atomic_write(storage.join(root, INDEX)) as f:
-        pq.write_table(table, f, compression="zstd")
-
-
-def _read_index(root: str) -> dict[tuple[str, str], dict[str, Any]]:
-    try:
-        rows = pq.read_table(pa.BufferReader(storage.read_bytes(storage.join(root, INDEX)))).to_pylist()
-    except FileNotFoundError:
-        return {}
-    return {(r["key"], r["fingerprint"]): r for r in rows}
-
-
 @dataclass
 class _Plan:
     """What the listing of an output folder says a run must do."""
@@ -232,7 +189,7 @@ def _plan(
             "--overwrite to remove them, or use another output folder"
         )
 
-    cached = _read_index(root)
+    cached = read_index(root)
     done_keys = [k for k, fp in committed.items() if k in expected and fp == fingerprints[k]]
     missing = [f"{COMPLETIONS}/{k}.{committed[k]}.json" for k in done_keys if (k, committed[k]) not in cached]
     read = storage.read_many([storage.join(root, m) for m in missing])
@@ -240,7 +197,7 @@ def _plan(
     for k in done_keys:
         row = cached.get((k, committed[k]))
         if row is None:
-            row = _index_row(json.loads(read[storage.join(root, f"{COMPLETIONS}/{k}.{committed[k]}.json")]))
+            row = index_row(json.loads(read[storage.join(root, f"{COMPLETIONS}/{k}.{committed[k]}.json")]))
         done[k] = row
     claimed = {name for row in done.values() for name in json.loads(row["outputs"])}
     for name in listing:
@@ -365,7 +322,7 @@ def run_stage(
     result.wall_seconds = time.perf_counter() - start
     last = plan.merged or {}
     if changes or not last.get("complete") or last.get("fingerprint") != result.fingerprint:
-        _write_index(root, result.records)
+        write_index(root, result.records)
         _write_merged(stage, root, result, len(inputs))
     return result
 
@@ -417,7 +374,7 @@ def _run_pending(
                 for n, ref in enumerate(ready):
                     inp = in_flight.pop(ref)
                     try:
-                        result.records[inp.key] = _index_row(records[n] if records else ray.get(ref))
+                        result.records[inp.key] = index_row(records[n] if records else ray.get(ref))
                     except Exception as e:  # a bug or an unreadable input: report it, keep the others going
                         result.failed_total += 1
                         if len(result.failed) < MAX_ERRORS:
@@ -425,57 +382,10 @@ def _run_pending(
                             result.failed.append(f"{inp.url}: {type(e).__name__}: {first[:500]}")
                 bar.update(len(ready))
                 if time.monotonic() - flushed > INDEX_FLUSH_SECONDS:
-                    _write_index(root, result.records)
+                    write_index(root, result.records)
                     flushed = time.monotonic()
         except BaseException:
             for ref in in_flight:
                 ray.cancel(ref, force=True)
-            _write_index(root, result.records)  # what finished stays known to the next run
+            write_index(root, result.records)  # what finished stays known to the next run
             raise
-
-
-@dataclass(frozen=True)
-class StageIndex:
-    """A finished stage folder as the next stage sees it."""
-
-    stage: str
-    root: str
-    fingerprint: str
-    rows: list[dict[str, Any]]
-
-    def document_inputs(self) -> list[TaskInput]:
-        """One input per part file, keyed like the task that wrote it, identified by that task's commit."""
-        inputs = []
-        for row in self.rows:
-            name = f"part-{row['key']}.parquet"
-            size = json.loads(row["outputs"]).get(name)
-            if size is None:
-                continue
-            inputs.append(
-                TaskInput(
-                    row["key"], storage.join(self.root, name), {"size": size, "upstream": row["fingerprint"]}
-                )
-            )
-        return inputs
-
-
-def read_stage(folder: str, expect: str | tuple[str, ...] | None = None) -> StageIndex:
-    """The index of a finished stage folder; a UsageError if it is missing, unfinished or another stage's."""
-    root = storage.normalize(folder)
-    try:
-        merged = storage.read_json(storage.join(root, MERGED))
-    except (FileNotFoundError, NotADirectoryError):
-        if not storage.exists(root):
-            raise UsageError(f"no such document folder: {folder}") from None
-        raise UsageError(f"{folder} is not a tokenmill stage output (no {MERGED})") from None
-    if expect is not None and merged.get("stage") not in (expect if isinstance(expect, tuple) else (expect,)):
-        raise UsageError(f"{folder} holds the output of stage {merged.get('stage')!r}, expected {expect!r}")
-    if not merged.get("complete"):
-        why = (
-            f"{merged.get('tasks_failed_total')} task(s) failed"
-            if (merged.get("tasks_failed_total") or 0) > 0
-            else "its last run did not finish"
-        )
-        raise UsageError(f"{folder} is incomplete ({why}): rerun stage {merged.get('stage')} first")
-    rows = list(_read_index(root).values())
-    return StageIndex(merged["stage"], root, merged["fingerprint"], sorted(rows, key=lambda r: r["key"]))

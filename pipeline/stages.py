@@ -30,10 +30,10 @@ from pipeline.stage import (
     TaskInput,
     TaskRun,
     input_key,
-    read_stage,
     run_stage,
     with_upstream,
 )
+from pipeline.stage_folder import read_stage
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".wet", ".wet.gz")
 

@@ -21,15 +21,14 @@ from pipeline import storage
 from pipeline.config import UsageError, to_table
 from pipeline.documents import read_documents
 from pipeline.stage import (
-    MERGED,
     Stage,
     StageResult,
     TaskRun,
     expected_fingerprint,
-    read_stage,
     run_stage,
     with_upstream,
 )
+from pipeline.stage_folder import MERGED, read_stage
 from tokenizer.bpe import encode_documents, eos_id, load_tokenizer
 from tokenizer.shards import (
     MANIFEST_FILE,

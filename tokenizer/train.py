@@ -20,7 +20,8 @@ from pipeline import storage
 from pipeline.config import UsageError, to_table
 from pipeline.documents import read_documents
 from pipeline.ray_cluster import check_paths_reachable, init_ray
-from pipeline.stage import Stage, describe_changes, digest, read_stage, refuse_config_change
+from pipeline.stage import Stage, describe_changes, digest, refuse_config_change
+from pipeline.stage_folder import read_stage
 from tokenizer.bpe import eos_id, train_bpe
 
 VERSION = f"1 tokenizers={version('tokenizers')}"

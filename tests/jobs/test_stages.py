@@ -15,7 +15,7 @@ from pipeline.dedup import DedupConfig
 from pipeline.documents import read_documents
 from pipeline.extract import ExtractConfig
 from pipeline.filters import FilterConfig
-from pipeline.stage import read_stage
+from pipeline.stage_folder import read_stage
 from pipeline.stages import dedup, extract, filter_documents
 from tests.conftest import DATA, REPO
 from tokenizer.shards import read_shard

@@ -17,7 +17,8 @@ import ray
 from pipeline import storage
 from pipeline.config import UsageError
 from pipeline.documents import Document, read_documents
-from pipeline.stage import MERGED, Stage, TaskInput, TaskRun, input_key, read_stage, run_stage
+from pipeline.stage import Stage, TaskInput, TaskRun, input_key, run_stage
+from pipeline.stage_folder import MERGED, read_stage
 
 pytestmark = pytest.mark.usefixtures("ray_head")
 
