@@ -2,9 +2,14 @@
 
 `extract_warc` is what a stage task calls: every response record (and every WET conversion record) becomes
 one Document, kept or dropped with its reason; damage in the file is counted and reported, never raised.
-A response goes through steps that can each drop it: the record itself (corrupt, too large), its HTTP
-parts (status 200 only, HTML only, payload decodable), its charset (decoded cleanly or not at all), then
-trafilatura's main-content extraction within a time limit, then a minimum text length.
+A response goes through steps that can each drop it, the drop reason in brackets:
+  the record (corrupt_record, record_too_large) -> HTTP (bad_http_response, not_http, http_status_<N>,
+  payload_too_large, bad_content_encoding, empty_body, not_html) -> charset (undecodable_text) ->
+  trafilatura within a time limit (extraction_timeout, extraction_error) -> length (no_main_text).
+A WET conversion record's payload is its text: only corrupt_record, record_too_large, undecodable_text
+and no_main_text apply. The counters are warc.py's (warc_records*, corrupt_records, warc_resyncs,
+bytes_skipped, files_cut_short, digest_mismatch, records_without_id), corrupt_files, docs_in, docs_out and
+text_chars_out.
 """
 
 from __future__ import annotations
@@ -146,7 +151,7 @@ def extract_document(
         return doc, "not_http"
     if resp.status != 200:
         return doc, f"http_status_{resp.status}"  # redirects, errors: no page content of their own
-    if not resp.body.strip():
+    if not resp.body or resp.body.isspace():
         return doc, "empty_body"
     if not is_html(resp.content_type, resp.body):
         return doc, "not_html"
@@ -245,7 +250,7 @@ def time_limit(seconds: float) -> Iterator[None]:
 def is_html(content_type: str, body: bytes) -> bool:
     """HTML by its declared type; an undeclared type is sniffed from the first bytes."""
     mime = content_type.split(";", 1)[0].strip().lower()
-    if body.lstrip()[:8].startswith(_BINARY_MAGIC):
+    if body[:1024].lstrip().startswith(_BINARY_MAGIC):
         return False  # servers label PDFs, images and gzip files text/html surprisingly often
     if mime:
         return mime in HTML_TYPES

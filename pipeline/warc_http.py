@@ -123,4 +123,4 @@ def _decode_content(body: bytes, coding: str, max_bytes: int) -> tuple[bytes, st
         raise OSError(f"unsupported Content-Encoding {coding!r}")
     except OSError:
         # the server lied about the encoding: markup is kept as it is, anything else is unusable
-        return (body, "") if body.lstrip()[:1] == b"<" else (b"", "bad_content_encoding")
+        return (body, "") if body[:1024].lstrip()[:1] == b"<" else (b"", "bad_content_encoding")
