@@ -7,6 +7,7 @@ make up a folder is said by its stage index (pipeline/stage.py), never by a glob
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -107,6 +108,8 @@ class _ParquetStream:
             self._writer.close()
             self._file_cm.__exit__(None, None, None)
         else:  # nothing is committed: the temporary file is removed, the upload aborted
+            with contextlib.suppress(Exception):
+                self._writer.close()  # or its finaliser would write to the closed file later
             self._file_cm.__exit__(type(error), error, error.__traceback__)
 
 

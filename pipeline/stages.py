@@ -179,7 +179,9 @@ def _write_deduplicated(run: TaskRun) -> None:
 
 
 def dedup_signatures_stage(cfg: DedupConfig) -> Stage:
-    return Stage("dedup-signatures", DEDUP_VERSION, _signatures, cfg, outputs=("part-*.parquet",))
+    # only what shapes a signature is in its recipe: a new threshold reclusters, it does not rehash
+    shape = dataclasses.replace(DedupConfig(), num_perm=cfg.num_perm, ngram=cfg.ngram, seed=cfg.seed)
+    return Stage("dedup-signatures", DEDUP_VERSION, _signatures, shape, outputs=("part-*.parquet",))
 
 
 def dedup_clusters_stage(cfg: DedupConfig) -> Stage:

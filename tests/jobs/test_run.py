@@ -7,44 +7,14 @@ import json
 import pytest
 
 from tests.conftest import DATA, run_tokenmill
+from tests.jobs.conftest import tiny_run_config
 
 
 @pytest.fixture(scope="module")
 def run_dir(ray_head, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     config = out / "small.toml"
-    config.write_text(
-        f"""
-[run]
-inputs = ["{DATA / "sample-20.warc.gz"}"]
-output = "{out / "run"}"
-
-[tokenizer]
-vocab_size = 512
-
-[tokenize]
-val_fraction = 0.2
-
-[model]
-n_layer = 1
-n_head = 2
-n_embd = 32
-block_size = 32
-
-[pretrain]
-batch_size = 4
-max_steps = 12
-eval_interval = 6
-eval_steps = 2
-log_interval = 3
-checkpoint_interval = 6
-warmup_steps = 2
-
-[generate]
-prompt = "The"
-max_new_tokens = 8
-"""
-    )
+    config.write_text(tiny_run_config(str(DATA / "sample-20.warc.gz"), str(out / "run")))
     first = run_tokenmill("run", str(config))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return out / "run", config, first

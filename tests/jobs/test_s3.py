@@ -8,6 +8,7 @@ import pytest
 
 from pipeline import storage
 from tests.conftest import DATA, run_tokenmill
+from tests.jobs.conftest import tiny_run_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_head")]
 
@@ -15,38 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_head")]
 def test_run_with_every_path_on_s3(s3_url, tmp_path):
     storage.write_bytes(f"{s3_url}/crawl/sample-20.warc.gz", (DATA / "sample-20.warc.gz").read_bytes())
     config = tmp_path / "s3.toml"
-    config.write_text(
-        f"""
-[run]
-inputs = ["{s3_url}/crawl/"]
-output = "{s3_url}/run"
-
-[tokenizer]
-vocab_size = 400
-
-[tokenize]
-val_fraction = 0.2
-
-[model]
-n_layer = 1
-n_head = 2
-n_embd = 32
-block_size = 32
-
-[pretrain]
-batch_size = 4
-max_steps = 6
-eval_interval = 3
-eval_steps = 1
-log_interval = 3
-checkpoint_interval = 3
-warmup_steps = 1
-
-[generate]
-prompt = "The"
-max_new_tokens = 5
-"""
-    )
+    config.write_text(tiny_run_config(f"{s3_url}/crawl/", f"{s3_url}/run", vocab_size=400, max_steps=6))
     done = run_tokenmill("run", str(config))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"report: {s3_url}/run/report.json" in done.stdout
