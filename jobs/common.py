@@ -4,13 +4,17 @@ a user reads after a data stage, and the flags every data stage takes."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tomllib
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from pipeline.config import UsageError
+from pipeline.config import UsageError, from_table
 from pipeline.stage import StageResult
 
-__all__ = ["UsageError", "add_stage_flags", "print_stage_summary", "run_cli", "run_stage_cli"]
+__all__ = ["UsageError", "add_stage_flags", "print_stage_summary", "read_toml", "run_cli", "run_stage_cli"]
+T = TypeVar("T")
 
 
 def run_cli(
@@ -29,7 +33,31 @@ def run_cli(
         return 130
 
 
-def add_stage_flags(p: argparse.ArgumentParser) -> None:
+def read_toml(path: str) -> dict[str, Any]:
+    """A TOML config file, or a UsageError saying why not."""
+    if not os.path.exists(path):
+        raise UsageError(f"no such config file: {path}")
+    with open(path, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"{path}: invalid TOML: {e}") from None
+
+
+def stage_config(cls: type[T], section: str, config_file: str | None, flags: dict[str, Any]) -> T:
+    """A stage's config: the [section] of `config_file` (as `tokenmill run` reads it), then the flags."""
+    table = dict(read_toml(config_file).get(section, {})) if config_file else {}
+    table.update({k: v for k, v in flags.items() if v is not None})
+    return from_table(cls, table, section)
+
+
+def add_stage_flags(p: argparse.ArgumentParser, section: str) -> None:
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help=f"read the [{section}] table of this TOML file (the format of `tokenmill run`'s config, e.g. "
+        "configs/demo.toml); the flags here override it",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -58,10 +86,12 @@ def print_stage_summary(result: StageResult) -> None:
     errors = result.stats.errors
     for err in errors[:10]:
         print(f"  error: {err}")
-    if result.stats.errors_total > min(len(errors), 10):
+    total = result.stats.errors_total
+    if total > min(len(errors), 10):
+        where = "all" if len(errors) == total else f"the first {len(errors)}"
         print(
-            f"  ... {result.stats.errors_total} errors in all (the first {len(errors)} are in "
-            f"{result.output}/stats/merged.json, each task's in its completions/ record)"
+            f"  ... {total} errors in all ({where} in {result.output}/stats/merged.json, each task's in its "
+            "completions/ record)"
         )
     for fail in result.failed[:10]:
         print(f"  FAILED task: {fail}")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from jobs.common import add_stage_flags, run_stage_cli
-from pipeline.config import from_table
+from jobs.common import add_stage_flags, run_stage_cli, stage_config
 from pipeline.dedup import DedupConfig
 from pipeline.stages import dedup
 
@@ -26,14 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--num-perm", type=int, default=None, help="MinHash permutations")
     p.add_argument("--ngram", type=int, default=None, help="words per shingle")
-    add_stage_flags(p)
+    add_stage_flags(p, "dedup")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def _run(args: argparse.Namespace):
-        table = {k: v for k in ("threshold", "num_perm", "ngram") if (v := getattr(args, k)) is not None}
-        return dedup(args.input, args.output, from_table(DedupConfig, table, "dedup"), args.overwrite)
+        flags = {k: getattr(args, k) for k in ("threshold", "num_perm", "ngram")}
+        return dedup(
+            args.input, args.output, stage_config(DedupConfig, "dedup", args.config, flags), args.overwrite
+        )
 
     return run_stage_cli(build_parser(), _run, argv)
 

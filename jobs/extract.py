@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from jobs.common import add_stage_flags, run_stage_cli
+from jobs.common import add_stage_flags, run_stage_cli, stage_config
 from pipeline.extract import ExtractConfig
 from pipeline.stages import extract
 
@@ -20,14 +20,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="WARC files, folders or globs (local or s3://)")
     p.add_argument("--output", "-o", required=True, help="folder for the Parquet documents (local or s3://)")
-    add_stage_flags(p)
+    add_stage_flags(p, "extract")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage_cli(
-        build_parser(), lambda a: extract(a.inputs, a.output, ExtractConfig(), a.overwrite), argv
-    )
+    def _run(args: argparse.Namespace):
+        cfg = stage_config(ExtractConfig, "extract", args.config, {})
+        return extract(args.inputs, args.output, cfg, args.overwrite)
+
+    return run_stage_cli(build_parser(), _run, argv)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
 
-from jobs.common import add_stage_flags, run_stage_cli
-from pipeline.config import from_table
+from jobs.common import add_stage_flags, run_stage_cli, stage_config
 from pipeline.filters import FilterConfig
 from pipeline.stages import filter_documents
 
@@ -21,18 +19,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", metavar="DIR", help="folder of Parquet documents (the output of extract)")
     p.add_argument("--output", "-o", required=True, help="folder for the documents kept")
-    p.add_argument("--languages", default="en", help="comma-separated language codes to keep (default: en)")
+    p.add_argument("--languages", help="comma-separated language codes to keep (default: en)")
     p.add_argument("--min-language-score", type=float, default=None, help="minimum language probability")
-    add_stage_flags(p)
+    add_stage_flags(p, "filter")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def _run(args: argparse.Namespace):
-        table: dict[str, Any] = {"languages": [x.strip() for x in args.languages.split(",") if x.strip()]}
-        if args.min_language_score is not None:
-            table["min_language_score"] = args.min_language_score
-        cfg = from_table(FilterConfig, table, "filter")
+        languages = [x.strip() for x in args.languages.split(",") if x.strip()] if args.languages else None
+        flags = {"languages": languages, "min_language_score": args.min_language_score}
+        cfg = stage_config(FilterConfig, "filter", args.config, flags)
         return filter_documents(args.input, args.output, cfg, args.overwrite)
 
     return run_stage_cli(build_parser(), _run, argv)

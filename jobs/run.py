@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 import time
-import tomllib
 from collections.abc import Sequence
 from typing import Any
 
 import ray
 
 from jobs import report
-from jobs.common import UsageError, add_stage_flags, print_stage_summary, run_cli
+from jobs.common import UsageError, print_stage_summary, read_toml, run_cli
 from jobs.train_tokenizer import summary_line
 from pipeline import storage
 from pipeline.config import from_table
@@ -33,13 +31,7 @@ SECTIONS = {"run", "extract", "filter", "dedup", "tokenizer", "tokenize", "model
 
 
 def load_config(path: str) -> dict[str, Any]:
-    if not os.path.exists(path):
-        raise UsageError(f"no such config file: {path}")
-    with open(path, "rb") as f:
-        try:
-            cfg = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise UsageError(f"{path}: invalid TOML: {e}") from None
+    cfg = read_toml(path)
     unknown = sorted(set(cfg) - SECTIONS)
     if unknown:
         raise UsageError(
@@ -153,7 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", metavar="CONFIG", help="TOML config, e.g. configs/demo.toml")
     p.add_argument("--output", "-o", help="run folder (default: [run].output in the config)")
-    add_stage_flags(p)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo what the config's changes affect, and start pretraining again if its shards changed "
+        "(without it a changed config is refused, naming what changed)",
+    )
     return p
 
 

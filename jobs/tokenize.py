@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from jobs.common import add_stage_flags, run_stage_cli
-from pipeline.config import from_table
+from jobs.common import add_stage_flags, run_stage_cli, stage_config
 from tokenizer.tokenize import TokenizeConfig, tokenize
 
 
@@ -22,22 +21,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", required=True, help="tokenizer.json from train-tokenizer")
     p.add_argument("--output", "-o", required=True, help="shard folder to write (local or s3://)")
     p.add_argument(
-        "--val-fraction", type=float, default=TokenizeConfig.val_fraction, help="share of docs for val"
+        "--val-fraction", type=float, help=f"share of docs for val (default {TokenizeConfig.val_fraction})"
     )
     p.add_argument(
         "--max-shard-tokens",
         type=int,
-        default=TokenizeConfig.max_shard_tokens,
-        help="start a new shard past this",
+        help=f"start a new shard past this (default {TokenizeConfig.max_shard_tokens:,})",
     )
-    add_stage_flags(p)
+    add_stage_flags(p, "tokenize")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def _run(args: argparse.Namespace):
-        table = {"val_fraction": args.val_fraction, "max_shard_tokens": args.max_shard_tokens}
-        cfg = from_table(TokenizeConfig, table, "tokenize")
+        flags = {"val_fraction": args.val_fraction, "max_shard_tokens": args.max_shard_tokens}
+        cfg = stage_config(TokenizeConfig, "tokenize", args.config, flags)
         return tokenize(args.input, args.tokenizer, args.output, cfg, args.overwrite)
 
     return run_stage_cli(build_parser(), _run, argv)

@@ -6,8 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from jobs.common import add_stage_flags, run_cli
-from pipeline.config import from_table
+from jobs.common import add_stage_flags, run_cli, stage_config
 from tokenizer.train import TokenizerConfig, train_tokenizer
 
 
@@ -29,23 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", metavar="DIR", help="folder of Parquet documents (the output of dedup)")
     p.add_argument("--output", "-o", required=True, help="tokenizer file to write, e.g. tokenizer.json")
-    p.add_argument("--vocab-size", type=int, default=TokenizerConfig.vocab_size, help="vocabulary size")
-    p.add_argument(
-        "--min-frequency", type=int, default=TokenizerConfig.min_frequency, help="min pair count to merge"
-    )
-    p.add_argument("--max-docs", type=int, default=0, help="train on at most this many documents (0: all)")
-    add_stage_flags(p)
+    p.add_argument("--vocab-size", type=int, help=f"vocabulary size (default {TokenizerConfig.vocab_size})")
+    p.add_argument("--min-frequency", type=int, help="min pair count to merge (default 2)")
+    p.add_argument("--max-docs", type=int, help="train on at most this many documents (default 0: all)")
+    add_stage_flags(p, "tokenizer")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def _run(args: argparse.Namespace) -> int:
-        table = {
+        flags = {
             "vocab_size": args.vocab_size,
             "min_frequency": args.min_frequency,
             "max_docs": args.max_docs,
         }
-        cfg = from_table(TokenizerConfig, table, "tokenizer")
+        cfg = stage_config(TokenizerConfig, "tokenizer", args.config, flags)
         print(summary_line(train_tokenizer(args.input, args.output, cfg, args.overwrite)))
         return 0
 

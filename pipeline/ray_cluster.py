@@ -7,6 +7,7 @@ refused unless the user says it is a shared mount.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import ray
@@ -35,6 +36,9 @@ def init_ray() -> None:
     else:
         # Explicitly local (not Ray's auto-detect): without RAY_ADDRESS a command never joins a cluster it was
         # not pointed at. The dashboard is not needed to run tasks.
+        # Ray says at every local start that token authentication is on; for a private local Ray that is
+        # noise, not news (the token protects it either way).
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address="local", include_dashboard=False, logging_level="WARNING")
 
 

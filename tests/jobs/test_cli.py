@@ -53,3 +53,15 @@ def test_mistakes_give_one_line_and_exit_2(args, message):
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 3  # argparse adds a usage line before its one error line
+
+
+def test_a_stage_reads_its_table_of_a_config_file(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[extract]\ntime_limit_s = 'soon'\n")
+    done = run_tokenmill(
+        "extract", "tests/data/sample-20.warc.gz", "--output", str(tmp_path / "o"), "--config", str(config)
+    )
+    assert done.returncode == 2 and "[extract] time_limit_s must be float, got str 'soon'" in done.stderr
+    config.write_text("[filter]\nlanguage = ['en']\n")
+    done = run_tokenmill("filter", str(tmp_path), "--output", str(tmp_path / "f"), "--config", str(config))
+    assert done.returncode == 2 and "[filter] has unknown key(s) language; known: languages" in done.stderr
