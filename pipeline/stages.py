@@ -15,6 +15,7 @@ from importlib.metadata import version
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import extract as extraction
@@ -134,9 +135,10 @@ def _clusters(run: TaskRun) -> None:
         rows += table.column("row").to_pylist()
         ids += table.column("id").to_pylist()
         exact += table.column("exact_key").to_pylist()
-        sigs.extend(np.asarray(s, dtype=np.uint64) for s in table.column("signature").to_pylist())
+        flat = pc.list_flatten(table.column("signature")).to_numpy()  # one file at a time: int32 offsets hold
+        sigs.append(flat.astype(np.uint64, copy=False).reshape(table.num_rows, -1))
     cfg: DedupConfig = run.config
-    matrix = np.stack(sigs) if sigs else np.zeros((0, cfg.num_perm), dtype=np.uint64)
+    matrix = np.concatenate(sigs) if sigs else np.zeros((0, cfg.num_perm), dtype=np.uint64)
     dups = find_duplicates(ids, exact, matrix, cfg)
     heads = {d.kept for d in dups.values()}
     out = [
@@ -154,10 +156,12 @@ def _clusters(run: TaskRun) -> None:
         }
         for i, d in sorted(dups.items())
     ]
+    out.sort(key=lambda r: (r["key"], r["row"]))  # each writing task reads its own key's row groups only
     run.stats.add("docs_in", len(ids))
     run.stats.add("duplicates", len(dups))
     with storage.atomic_write(run.output("clusters.parquet")) as f:
-        pq.write_table(pa.Table.from_pylist(out, schema=CLUSTER_SCHEMA), f, compression="zstd")
+        table = pa.Table.from_pylist(out, schema=CLUSTER_SCHEMA)
+        pq.write_table(table, f, compression="zstd", row_group_size=100_000)
 
 
 def _write_deduplicated(run: TaskRun) -> None:

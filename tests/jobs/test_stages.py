@@ -6,15 +6,17 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import UsageError
 from pipeline.dedup import DedupConfig
-from pipeline.documents import read_documents
+from pipeline.documents import Document, read_documents
 from pipeline.extract import ExtractConfig
 from pipeline.filters import FilterConfig
+from pipeline.stage import Stage, TaskRun, run_stage
 from pipeline.stage_folder import read_stage
 from pipeline.stages import dedup, extract, filter_documents
 from tests.conftest import DATA, REPO
@@ -160,6 +162,42 @@ def test_same_warc_twice_keeps_one_copy_of_each_page(stages, tmp_path):
     assert len(ids) == len(set(ids)) == kept
     excluded = pq.read_table(tmp_path / "dedup" / "excluded").to_pylist()
     assert all(json.loads(row["metadata"])["dedup"]["duplicate_of"] == row["id"] for row in excluded)
+
+
+@dataclass(frozen=True)
+class CopiesConfig:
+    copies: int = 2
+
+
+def documents_with_copies(run: TaskRun) -> None:
+    """A stage of the test's own: each document of the input, then upper-cased copies of the first few
+    under new ids (exact duplicates after normalisation), with the last sentence cut (near duplicates)."""
+    docs = list(read_documents(run.input))
+    with run.documents() as sink:
+        for doc in docs:
+            sink.keep(doc)
+        for doc in docs[: run.config.copies]:
+            sink.keep(Document(id=f"copy-{doc.id}", text=doc.text.upper() + "  ", url=doc.url))
+            sink.keep(Document(id=f"near-{doc.id}", text=doc.text.rsplit(".", 2)[0], url=doc.url))
+
+
+def test_dedup_across_files_drops_copies_with_reason(stages, tmp_path):
+    out, _ = stages
+    copies = run_stage(
+        Stage("extract", "1", documents_with_copies, CopiesConfig()),
+        read_stage(str(out / "extract")).document_inputs(),
+        str(tmp_path / "copies"),
+    )
+    assert copies.complete
+    result = dedup(str(tmp_path / "copies"), str(tmp_path / "dedup"), DedupConfig())
+    assert result.stats.dropped["exact_duplicate"] == 2 and result.stats.dropped["near_duplicate"] == 2
+    excluded = pq.read_table(tmp_path / "dedup" / "excluded").to_pylist()
+    assert {row["id"].split("-", 1)[0] for row in excluded} == {"copy", "near"}
+    for row in excluded:
+        assert json.loads(row["metadata"])["dedup"]["duplicate_of"] == row["id"].split("-", 1)[1]
+    kept = {d.id: d for part in part_files(tmp_path / "dedup") for d in read_documents(part)}
+    heads = [d for d in kept.values() if "dedup" in d.metadata]
+    assert len(heads) == 2 and all(d.metadata["dedup"]["cluster"] == d.id for d in heads)
 
 
 def test_corrupt_file_is_reported_not_fatal(ray_head, tmp_path):
