@@ -4,13 +4,11 @@ a user reads after a data stage, and the flags every data stage takes."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tomllib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from pipeline.config import UsageError, from_table
+from pipeline.config import UsageError, from_table, read_toml
 from pipeline.stage import StageResult
 
 __all__ = ["UsageError", "add_stage_flags", "print_stage_summary", "read_toml", "run_cli", "run_stage_cli"]
@@ -31,17 +29,6 @@ def run_cli(
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-
-
-def read_toml(path: str) -> dict[str, Any]:
-    """A TOML config file, or a UsageError saying why not."""
-    if not os.path.exists(path):
-        raise UsageError(f"no such config file: {path}")
-    with open(path, "rb") as f:
-        try:
-            return tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise UsageError(f"{path}: invalid TOML: {e}") from None
 
 
 def stage_config(cls: type[T], section: str, config_file: str | None, flags: dict[str, Any]) -> T:

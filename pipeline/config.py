@@ -7,6 +7,8 @@ Dependency-free on purpose: `jobs/` turns a UsageError into one line and exit st
 from __future__ import annotations
 
 import dataclasses
+import os
+import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -17,6 +19,17 @@ T = TypeVar("T")
 
 class UsageError(Exception):
     """A mistake the user can fix (bad argument, config key, missing input): one line, exit status 2."""
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """A TOML config file, or a UsageError saying why not: the one place a config file is read."""
+    if not os.path.isfile(path):
+        raise UsageError(f"no such config file: {path}")
+    with open(path, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"{path}: invalid TOML: {e}") from None
 
 
 def _accepts(tp: Any, value: Any) -> tuple[bool, Any]:

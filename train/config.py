@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from model import GPTConfig
-from pipeline.config import UsageError, from_table
-
-# jobs/run.py still imports the old name; UsageError is the one user-error type now.
-ConfigError = UsageError
+from pipeline.config import UsageError, from_table, read_toml
 
 # Model shape fields: they must match a checkpoint to resume it. vocab_size comes from the shard manifest.
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
@@ -120,13 +116,7 @@ def pretrain_config_from_tables(
 
 
 def load_config_file(path: str, base: PretrainConfig | None = None) -> PretrainConfig:
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path} is not valid TOML: {e}") from None
+    data = read_toml(path)
     try:
         return config_from_dict(data, base)
     except UsageError as e:

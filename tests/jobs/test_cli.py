@@ -52,7 +52,9 @@ def test_mistakes_give_one_line_and_exit_2(args, message):
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr
     assert "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) <= 3  # argparse adds a usage line before its one error line
+    lines = done.stderr.strip().splitlines()
+    assert len([line for line in lines if "error:" in line]) == 1 and "error:" in lines[-1]
+    assert all(line.startswith(("usage:", " ")) for line in lines[:-1])  # argparse's usage, then one line
 
 
 def test_a_stage_reads_its_table_of_a_config_file(tmp_path):
