@@ -26,7 +26,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from pipeline.documents import DocumentSink  # noqa: E402
-from pipeline.extract import HTML_TYPES, ExtractConfig, extract_warc  # noqa: E402
+from pipeline.extract import HTML_TYPES, ExtractConfig, extract_warc, trafilatura_options  # noqa: E402
 from pipeline.stats import Stats  # noqa: E402
 
 DATA = "/work/shared/data"
@@ -39,20 +39,8 @@ def plain_loop(path: str, cfg: ExtractConfig) -> int:
         for rec in ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=True):
             if rec.http_headers.status_code != 200 or rec.http_content_type not in HTML_TYPES:
                 continue
-            trafilatura.extract(
-                rec.reader.read(),
-                url=rec.headers.get("WARC-Target-URI"),
-                output_format="txt",
-                fast=cfg.fast,
-                favor_precision=cfg.favor_precision,
-                favor_recall=cfg.favor_recall,
-                include_comments=cfg.include_comments,
-                include_tables=cfg.include_tables,
-                include_images=False,
-                include_links=False,
-                deduplicate=cfg.deduplicate,
-                with_metadata=False,
-            )
+            url = rec.headers.get("WARC-Target-URI")
+            trafilatura.extract(rec.reader.read(), url=url, **trafilatura_options(cfg))
             pages += 1
     return pages
 

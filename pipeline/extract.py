@@ -172,21 +172,24 @@ def extract_document(
     return doc, None
 
 
+def trafilatura_options(cfg: ExtractConfig) -> dict:
+    """The keyword arguments of trafilatura.extract for this config (plain text, no links or images)."""
+    return {
+        "output_format": "txt",
+        "fast": cfg.fast,
+        "favor_precision": cfg.favor_precision,
+        "favor_recall": cfg.favor_recall,
+        "include_comments": cfg.include_comments,
+        "include_tables": cfg.include_tables,
+        "include_images": False,
+        "include_links": False,
+        "deduplicate": cfg.deduplicate,
+        "with_metadata": False,
+    }
+
+
 def _trafilatura(html: str, url: str, cfg: ExtractConfig) -> str | None:
-    return trafilatura.extract(
-        html,
-        url=url or None,
-        output_format="txt",
-        fast=cfg.fast,
-        favor_precision=cfg.favor_precision,
-        favor_recall=cfg.favor_recall,
-        include_comments=cfg.include_comments,
-        include_tables=cfg.include_tables,
-        include_images=False,
-        include_links=False,
-        deduplicate=cfg.deduplicate,
-        with_metadata=False,
-    )
+    return trafilatura.extract(html, url=url or None, **trafilatura_options(cfg))
 
 
 def _document(record_id: str, url: str, date: str, warc_file: str, meta: dict) -> Document:
