@@ -200,6 +200,33 @@ def test_dedup_across_files_drops_copies_with_reason(stages, tmp_path):
     assert len(heads) == 2 and all(d.metadata["dedup"]["cluster"] == d.id for d in heads)
 
 
+@pytest.mark.slow
+def test_bad_input_corpus_beside_a_real_common_crawl_file(ray_head, tmp_path):
+    """Through the stage, on Ray: no task fails, every good page is kept, nothing undecoded is kept, and
+    every broken file and record is named in the stats."""
+    bad = DATA / "bad"
+    cc = DATA / "cc-main-2024-22-whirlwind.warc.gz"
+    result = extract([str(bad), str(cc)], str(tmp_path / "out"), ExtractConfig())
+    assert result.complete and not result.failed and result.tasks == len(list(bad.glob("*.warc*"))) + 1
+    good = {i for ids in json.loads((DATA / "bad-inputs.json").read_text()).values() for i in ids}
+    kept = {d.id: d.text for part in part_files(tmp_path / "out") for d in read_documents(part)}
+    assert good <= set(kept)
+    assert not [i for i, text in kept.items() if "\ufffd" in text or "\x00" in text]
+    errors = json.loads((tmp_path / "out" / "stats" / "merged.json").read_text())["errors"]
+    for name in (
+        "garbage",
+        "empty",
+        "truncated",
+        "content-length-1gb",
+        "empty-gzip-member",
+        "html-named-warc",
+    ):
+        assert any(f"/{name}.warc.gz" in e for e in errors), name
+    assert {"corrupt_record", "record_too_large", "undecodable_text", "extraction_timeout"} <= set(
+        result.stats.dropped
+    )
+
+
 def test_corrupt_file_is_reported_not_fatal(ray_head, tmp_path):
     bad = tmp_path / "not-a-warc.warc.gz"
     bad.write_bytes(b"this is not a WARC file at all\n" * 10)
