@@ -68,15 +68,15 @@ class Stage:
     context: Any = None  # what tasks need but is not part of the recipe (e.g. where a side file lies)
 
     def fingerprint(self, inp: TaskInput) -> str:
-        return digest(self._recipe(inp))
+        return digest(self.recipe(inp))
 
-    def _recipe(self, inp: TaskInput) -> dict[str, Any]:
-        return {
-            "stage": self.name,
-            "version": self.version,
-            "config": to_table(self.config),
-            "input": inp.identity,
-        }
+    def recipe(self, inp: TaskInput) -> dict[str, Any]:
+        return recipe(self.name, self.version, self.config, inp.identity)
+
+
+def recipe(stage: str, version: str, config: Any, identity: dict[str, Any]) -> dict[str, Any]:
+    """What a fingerprint hashes, and what a commit record keeps so a change can be named."""
+    return {"stage": stage, "version": version, "config": to_table(config), "input": identity}
 
 
 def digest(obj: Any) -> str:
@@ -121,7 +121,7 @@ def _run_task(stage: Stage, inp: TaskInput, fingerprint: str, root: str) -> dict
     record = {
         "key": inp.key,
         "fingerprint": fingerprint,
-        **stage._recipe(inp),
+        **stage.recipe(inp),
         "url": inp.url,
         "outputs": outputs,
         "result": run.result,
@@ -226,12 +226,12 @@ def _check_owner(
     return None
 
 
-def describe_changes(old: dict[str, Any], stage: Stage) -> list[str]:
-    """What differs between an old recipe (version, config) and the stage's: 'name old -> new' each."""
+def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two recipes' version and config: 'name old -> new' each."""
     changes = []
-    if old.get("version") != stage.version:
-        changes.append(f"version {old.get('version')} -> {stage.version}")
-    before, now = old.get("config", {}), to_table(stage.config)
+    if old.get("version") != new["version"]:
+        changes.append(f"version {old.get('version')} -> {new['version']}")
+    before, now = old.get("config", {}), new["config"]
     for name in sorted(set(now) | set(before)):
         if before.get(name) != now.get(name):
             changes.append(f"{name} {before.get(name)!r} -> {now.get(name)!r}")
@@ -249,9 +249,8 @@ def refuse_config_change(what: str, changes: list[str], overwrite: bool) -> None
 
 def _check_redo(stage: Stage, root: str, example: tuple[str, str], n: int, overwrite: bool) -> None:
     key, old_fp = example
-    changes = describe_changes(
-        storage.read_json(storage.join(root, COMPLETIONS, f"{key}.{old_fp}.json")), stage
-    )
+    old = storage.read_json(storage.join(root, COMPLETIONS, f"{key}.{old_fp}.json"))
+    changes = describe_changes(old, stage.recipe(TaskInput(key, "", {})))
     refuse_config_change(f"{root}: {n} {stage.name} task(s) were", changes, overwrite)
     if not changes:
         print(f"{stage.name}: {n} task(s) whose input changed since they ran: redoing them", file=sys.stderr)
@@ -316,7 +315,7 @@ def run_stage(
         storage.remove([storage.join(root, n) for n in old_records])
         storage.remove([storage.join(root, n) for n in plan.garbage if n not in old_records])
     if plan.todo:
-        _run_pending(stage, plan.todo, fingerprints, root, result, max_in_flight, start)
+        _run_pending(stage, plan.todo, fingerprints, root, result, max_in_flight)
     for row in result.records.values():
         result.stats.merge(Stats.from_json(json.loads(row["stats"])))
     result.wall_seconds = time.perf_counter() - start
@@ -344,7 +343,6 @@ def _run_pending(
     root: str,
     result: StageResult,
     max_in_flight: int | None,
-    start: float,
 ) -> None:
     """Submit with a bounded number in flight; each completion costs O(in flight), not O(all tasks)."""
     options: dict[str, Any] = {"num_cpus": stage.num_cpus, "max_retries": 2, "retry_exceptions": False}

@@ -88,7 +88,7 @@ class StageIndex:
         return inputs
 
 
-def read_stage(folder: str, expect: str | tuple[str, ...] | None = None) -> StageIndex:
+def read_stage(folder: str, expect: str | None = None) -> StageIndex:
     """The index of a finished stage folder; a UsageError if it is missing, unfinished or another stage's."""
     root = storage.normalize(folder)
     try:
@@ -97,7 +97,7 @@ def read_stage(folder: str, expect: str | tuple[str, ...] | None = None) -> Stag
         if not storage.exists(root):
             raise UsageError(f"no such document folder: {folder}") from None
         raise UsageError(f"{folder} is not a tokenmill stage output (no {MERGED})") from None
-    if expect is not None and merged.get("stage") not in (expect if isinstance(expect, tuple) else (expect,)):
+    if expect is not None and merged.get("stage") != expect:
         raise UsageError(f"{folder} holds the output of stage {merged.get('stage')!r}, expected {expect!r}")
     if not merged.get("complete"):
         why = (

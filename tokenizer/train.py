@@ -17,10 +17,10 @@ from typing import Any
 import ray
 
 from pipeline import storage
-from pipeline.config import UsageError, to_table
+from pipeline.config import UsageError
 from pipeline.documents import read_documents
 from pipeline.ray_cluster import check_paths_reachable, init_ray
-from pipeline.stage import Stage, describe_changes, digest, refuse_config_change
+from pipeline.stage import describe_changes, digest, recipe, refuse_config_change
 from pipeline.stage_folder import read_stage
 from tokenizer.bpe import eos_id, train_bpe
 
@@ -72,14 +72,9 @@ def train_tokenizer(
 ) -> dict[str, Any]:
     """Train unless `output` already holds this recipe's tokenizer; return the summary (`skipped` if so)."""
     docs = read_stage(input_dir)
-    stage = Stage("train-tokenizer", VERSION, _train, cfg)  # for its recipe: training is not a task fan-out
-    recipe = {
-        "stage": stage.name,
-        "version": VERSION,
-        "config": to_table(cfg),
-        "input": {"upstream": docs.fingerprint},
-    }
-    fingerprint = digest(recipe)
+    # one task, not a fan-out: the recipe of a stage all the same, kept in the stats file beside the output
+    wanted = recipe("train-tokenizer", VERSION, cfg, {"upstream": docs.fingerprint})
+    fingerprint = digest(wanted)
     try:
         old = storage.read_json(stats_path(output))
     except FileNotFoundError:
@@ -91,7 +86,7 @@ def train_tokenizer(
         except FileNotFoundError:
             pass
     elif old is not None:
-        refuse_config_change(f"{output} was", describe_changes(old, stage), overwrite)
+        refuse_config_change(f"{output} was", describe_changes(old, wanted), overwrite)
     parts = [inp.url for inp in docs.document_inputs()]
     if not parts:
         raise UsageError(f"no documents in {input_dir}")
@@ -100,6 +95,6 @@ def train_tokenizer(
     storage.remove([stats_path(output)])  # the record goes first: a crash mid-training leaves no false claim
     # Training is one process: the tokenizers library parallelises it with its own threads.
     summary = ray.get(ray.remote(num_cpus=1)(_train).remote(parts, output, cfg))
-    summary = {"stage": stage.name, "output": output, **recipe, "fingerprint": fingerprint, **summary}
+    summary = {**wanted, "output": output, "fingerprint": fingerprint, **summary}
     storage.write_json(stats_path(output), summary)
     return summary
