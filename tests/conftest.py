@@ -304,7 +304,16 @@ def _stop_ray(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def run_tokenmill(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the installed `tokenmill` command (the console script users run) and capture its output."""
+def without_ray_address() -> dict[str, str]:
+    """This environment as a user without a cluster has it: a command started in it starts its own Ray."""
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+
+def run_tokenmill(*args: str, timeout: float = 600, own_ray: bool = False) -> subprocess.CompletedProcess:
+    """Run the installed `tokenmill` command (the console script users run) and capture its output; on the
+    session's Ray head, or with own_ray on a private local Ray it starts for itself."""
     exe = VENV_BIN / "tokenmill"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    env = without_ray_address() if own_ray else None
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
+    )

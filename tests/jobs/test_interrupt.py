@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 
 from pipeline.extract import ExtractConfig
 from pipeline.stages import extract
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, run_tokenmill, without_ray_address
 from tokenizer.shards import MANIFEST_FILE, TOKENIZER_FILE, verify_shards
 from tokenizer.tokenize import TokenizeConfig, tokenize
 from tokenizer.train import TokenizerConfig, train_tokenizer
@@ -40,10 +39,13 @@ def warcs(tmp_path_factory) -> Path:
 
 def start_tokenmill(*args: str) -> subprocess.Popen:
     """The command as a user starts it without a cluster: it starts (and owns) a local Ray of its own."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     exe = Path(sys.executable).parent / "tokenmill"
     return subprocess.Popen(
-        [str(exe), *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [str(exe), *args],
+        cwd=REPO,
+        env=without_ray_address(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -83,13 +85,7 @@ def test_killed_extract_then_rerun_gives_byte_identical_documents(warcs, tmp_pat
     kill_when(start_tokenmill("extract", str(warcs), "--output", str(out)), lambda: len(records(out)) >= 1)
     assert 1 <= len(records(out)) < COPIES  # killed mid-run: some tasks committed, others not
 
-    rerun = subprocess.run(
-        [str(Path(sys.executable).parent / "tokenmill"), "extract", str(warcs), "--output", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    rerun = run_tokenmill("extract", str(warcs), "--output", str(out))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "tasks already complete" in rerun.stdout
     assert document_files(out) == document_files(tmp_path / "whole")

@@ -19,7 +19,7 @@ from pipeline.filters import FilterConfig
 from pipeline.stage import Stage, TaskRun, run_stage
 from pipeline.stage_folder import read_stage
 from pipeline.stages import dedup, extract, filter_documents
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, run_tokenmill
 from tokenizer.shards import read_shard
 from tokenizer.tokenize import TokenizeConfig, tokenize
 from tokenizer.train import TokenizerConfig, train_tokenizer
@@ -270,18 +270,7 @@ def test_ray_job_submit(ray_head, tmp_path):
 
 def test_without_ray_address_a_stage_starts_its_own_local_ray(tmp_path):
     """The default for a user with no cluster: the command starts a private local Ray and ends it."""
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    exe = os.path.join(os.path.dirname(sys.executable), "tokenmill")
-    done = subprocess.run(
-        [exe, "extract", SAMPLE, "--output", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=REPO,
-    )
+    done = run_tokenmill("extract", SAMPLE, "--output", str(tmp_path / "out"), timeout=300, own_ray=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"extract: {_count_responses(SAMPLE)} docs in" in done.stdout
     assert len(list((tmp_path / "out" / "completions").glob("*.json"))) == 1

@@ -8,7 +8,6 @@ subprocess so it does not disturb the session's Ray connection.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ import textwrap
 import pytest
 
 from pipeline import storage
-from tests.conftest import REPO
+from tests.conftest import REPO, without_ray_address
 
 pytestmark = pytest.mark.slow
 
@@ -60,14 +59,13 @@ SCRIPT = textwrap.dedent(
 def test_local_output_refused_on_two_nodes_and_s3_spreads_over_both(s3_url, tmp_path):
     for i in range(8):
         storage.write_bytes(f"{s3_url}/in/file{i}.txt", f"first line of {i}\nok\nlast line\n".encode())
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, f"{s3_url}/in", str(tmp_path / "out"), f"{s3_url}/out"],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=REPO,
-        env=env,
+        env=without_ray_address(),  # the script starts its own cluster
     )
     assert done.returncode == 0, done.stderr[-4000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
