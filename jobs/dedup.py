@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from jobs.common import add_stage_flags, run_stage_cli, stage_config
 from pipeline.dedup import DedupConfig
-from pipeline.stages import dedup
+from pipeline.dedup_stages import dedup
 
 
 def build_parser() -> argparse.ArgumentParser:

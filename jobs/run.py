@@ -20,9 +20,10 @@ from jobs.train_tokenizer import summary_line
 from pipeline import storage
 from pipeline.config import from_table
 from pipeline.dedup import DedupConfig
+from pipeline.dedup_stages import dedup
 from pipeline.extract import ExtractConfig
 from pipeline.filters import FilterConfig
-from pipeline.stages import dedup, extract, filter_documents
+from pipeline.stages import extract, filter_documents
 from tokenizer.shards import MANIFEST_FILE
 from tokenizer.tokenize import TokenizeConfig, tokenize
 from tokenizer.train import TokenizerConfig, train_tokenizer

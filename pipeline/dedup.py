@@ -1,169 +1,173 @@
-"""Exact and near-duplicate detection across all input files, in two phases.
+"""What near-duplicate detection computes per document and per pair, vectorised over batches.
 
-1. Per document, in parallel anywhere: `exact_key(text)` and `minhash_signature(text, cfg)`.
-2. Once, globally: `find_duplicates(ids, keys, signatures, cfg)` -> which documents to drop, and why.
-   Repeated ids first (the same record given twice), exact duplicates next; then datasketch MinHashLSH
-   over the rest, candidates verified by their estimated Jaccard, merged with union-find so a cluster is
-   transitive. In each cluster the first document in input order is kept.
+A document's shingles are its word 5-grams (lowercased `\\w+` words; a text of fewer words is one shingle),
+the measure the labelled near-duplicate set uses. Each shingle is hashed once to 64 bits, and the sketch is
+a one-permutation MinHash: the shingle hashes fall into `bins` bins by their top bits and each bin keeps its
+minimum, so a sketch costs one pass over the shingles however many bins it has (a classic MinHash with k
+permutations costs k passes). Empty bins borrow from the next filled bin (rotation densification), so two
+sketches agree in a bin with probability equal to the Jaccard of the shingle sets.
 
-Shingles are word 5-grams over lowercased `\\w+` words: the measure `jaccard_to_base` of the labelled
-near-duplicate set is computed the same way.
+From the sketch:
+- `bands` LSH band keys over the full 64-bit bin minima: documents sharing a band key become candidates;
+- one byte per bin (b-bit MinHash): enough to estimate the Jaccard of a candidate pair to about +-0.009 at
+  0.8 with 2,048 bins, in 2 KB per document: candidates are verified against the threshold with it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+import pyarrow as pa
+import pyarrow.compute as pc
 
-SCHEME = "affine64"  # datasketch's 64-bit permutations: uint64 signatures, no bias on large documents
-_WORD_RE = re.compile(r"\w+")
+# RE2 (pyarrow) spelling of Python's `\W+` on str: letters, digits and underscore make words
+_SEPARATORS = r"[^\pL\pN_]+"
 _WS_RE = re.compile(r"\s+")
+_EMPTY = np.iinfo(np.uint64).max
+_SHINGLE_MUL = np.uint64(0x100000001B3)
 
 
 @dataclass(frozen=True)
 class DedupConfig:
-    """On the labelled near-duplicate set (bench/dedup_quality.py, pairs at true Jaccard >= 0.8):
-    precision 0.92, recall 0.96 with these defaults (datasketch's own bands for 0.8: recall 0.89)."""
+    """Defaults measured on the labelled near-duplicate set (bench/dedup_quality.py)."""
 
-    num_perm: int = 128
+    threshold: float = 0.8  # estimated Jaccard of the word n-gram sets at which two documents are duplicates
     ngram: int = 5  # words per shingle
-    threshold: float = 0.8  # Jaccard at which two documents are near-duplicates
+    bins: int = 2048  # MinHash bins per sketch; one byte each is kept to verify candidates (2 KB a document)
+    bands: int = 16  # LSH bands; a pair at Jaccard J becomes a candidate with probability 1-(1-J^rows)^bands:
+    rows: int = 6  # 0.992 at J=0.8, 0.87 at J=0.7, 0.22 at J=0.5; candidates are then verified
     seed: int = 1
-    # LSH bands are tuned for this lower Jaccard: every candidate is verified below, so cast a wide net
-    # (datasketch's bands for 0.8 itself find only 40% of the pairs at 0.8 and 69% at 0.85)
-    lsh_threshold: float = 0.65
-    # LSH candidates are merged only if the signatures' estimated Jaccard reaches this (None: threshold)
-    verify_threshold: float | None = None
-    # a document this close to one already indexed is not indexed itself: its twin stands for it in every
-    # band, and a cluster of 100k near-identical pages stays linear instead of quadratic
-    index_skip_above: float = 0.95
+    partitions: int = 0  # files the band buckets and edges are spread over; 0: from the corpus size
+
+    def __post_init__(self) -> None:
+        if self.bands * self.rows > self.bins:
+            raise ValueError(f"bands x rows ({self.bands}x{self.rows}) exceeds bins ({self.bins})")
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
 
 
 @dataclass(frozen=True)
-class Duplicate:
-    reason: str  # "duplicate_id" | "exact_duplicate" | "near_duplicate"
-    kept: int  # position of the document kept in its place
-    cluster: str  # cluster id: the id of the kept document
+class Sketches:
+    """A batch's sketches: `bytes_` (n, bins) uint8 for verification, `bands` (n, bands) uint64 keys, and
+    `has_words` (n,) bool: a document without words has no sketch to compare (exact dedup still applies)."""
+
+    bytes_: np.ndarray
+    bands: np.ndarray
+    has_words: np.ndarray
 
 
-def exact_key(text: str) -> str:
-    """Hash of the text with whitespace collapsed and case folded: equal keys are exact duplicates."""
+def exact_key(text: str) -> int:
+    """64-bit hash of the text with whitespace collapsed and case folded: equal keys are exact duplicates."""
     normalised = _WS_RE.sub(" ", text).strip().casefold()
-    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=16).hexdigest()
+    return int.from_bytes(hashlib.blake2b(normalised.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def minhash_signature(text: str, cfg: DedupConfig | None = None) -> np.ndarray:
-    """uint64[num_perm] MinHash of the text's word n-gram shingles (all max values for a text without words).
+def id_key(doc_id: str) -> int:
+    """64-bit hash of a document id: the same record given twice shares it."""
+    return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "little")
 
-    Each distinct word is hashed once (blake2b); a shingle's hash combines its words' hashes in numpy,
-    and datasketch's update_batch permutes them all in one vectorised step.
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit moves every output bit (uint64 in, uint64 out)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def shingle_hashes(texts: Sequence[str], ngram: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every document's word n-grams, concatenated, and each document's start offset (n+1,).
+
+    Words are split and lowercased in Arrow (C++) for the whole batch; each distinct word of the batch is
+    hashed once (blake2b), and n-grams combine their words' hashes in numpy.
     """
-    cfg = cfg or DedupConfig()
-    perms = _permutations(cfg.num_perm, cfg.seed)
-    m = MinHash(num_perm=cfg.num_perm, seed=cfg.seed, hashfunc=int, scheme=SCHEME, permutations=perms)
-    shingles = shingle_hashes(text, cfg.ngram)
-    if len(shingles):
-        m.update_batch(shingles.tolist())
-    return m.hashvalues.astype(np.uint64, copy=False)
+    words = pc.split_pattern_regex(pc.utf8_lower(pa.array(texts, pa.string())), _SEPARATORS)
+    flat = pc.list_flatten(words)
+    nonempty = pc.greater(pc.binary_length(flat), 0)
+    offsets = words.offsets.to_numpy()
+    kept = np.concatenate([[0], np.cumsum(nonempty.to_numpy(zero_copy_only=False), dtype=np.int64)])
+    counts = kept[offsets[1:]] - kept[offsets[:-1]]
+    encoded = pc.dictionary_encode(flat.filter(nonempty))
+    salt = seed.to_bytes(8, "little")
+    digests = b"".join(
+        hashlib.blake2b(w.encode("utf-8"), digest_size=8, salt=salt).digest()
+        for w in encoded.dictionary.to_pylist()
+    )
+    h = np.frombuffer(digests, dtype="<u8").astype(np.uint64)[encoded.indices.to_numpy()]
+
+    per_doc = np.where(counts >= ngram, counts - ngram + 1, np.minimum(counts, 1))
+    if len(h) >= ngram:  # all n-grams of the concatenation; those crossing a document boundary are dropped
+        span = len(h) - ngram + 1
+        acc = h[:span].copy()
+        for j in range(1, ngram):
+            acc = acc * _SHINGLE_MUL ^ h[j : span + j]  # position-sensitive: "a b" != "b a"
+        ends = np.repeat(np.cumsum(counts), counts)[:span]  # the end of the document each word is in
+        acc = acc[np.arange(span) + ngram <= ends]
+    else:
+        acc = np.zeros(0, dtype=np.uint64)
+    short = np.flatnonzero((counts > 0) & (counts < ngram))
+    if len(short):  # fewer words than n: the whole text is one shingle
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        pieces, at = [], 0
+        long_ends = np.cumsum(np.where(counts >= ngram, counts - ngram + 1, 0))
+        for d in short:
+            one = h[starts[d] : starts[d] + 1]  # arrays, not scalars: uint64 wrap-around is intended
+            for k in range(starts[d] + 1, starts[d + 1]):
+                one = one * _SHINGLE_MUL ^ h[k : k + 1]
+            pieces += [acc[at : long_ends[d]], one]
+            at = long_ends[d]
+        acc = np.concatenate([*pieces, acc[at:]])
+    return mix64(acc), np.concatenate([[0], np.cumsum(per_doc)])
 
 
-@cache
-def _permutations(num_perm: int, seed: int) -> np.ndarray:
-    # datasketch draws the permutations from the seed for every new MinHash (~0.7 ms): draw them once
-    return MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
+def sketch(texts: Sequence[str], cfg: DedupConfig) -> Sketches:
+    """One-permutation MinHash sketches of a batch of texts (see the module docstring)."""
+    n, bins = len(texts), cfg.bins
+    values, starts = shingle_hashes(texts, cfg.ngram, cfg.seed)
+    doc = np.repeat(np.arange(n), np.diff(starts))
+    cell = doc * bins + ((values >> np.uint64(32)) * np.uint64(bins) >> np.uint64(32)).astype(np.int64)
+    minima = np.full(n * bins, _EMPTY, dtype=np.uint64)
+    np.minimum.at(minima, cell, values)
+    minima = minima.reshape(n, bins)
+    has_words = np.diff(starts) > 0
+    _densify(minima)
+    bands = band_keys(minima, cfg)
+    return Sketches(minima.astype(np.uint8), bands, has_words)
 
 
-def shingle_hashes(text: str, ngram: int) -> np.ndarray:
-    """Distinct uint64 hashes of the word n-grams (a text shorter than n words is one shingle)."""
-    words = _WORD_RE.findall(text.lower())
-    if not words:
-        return np.zeros(0, dtype=np.uint64)
-    vocab = list(dict.fromkeys(words))  # distinct words, first-seen order
-    index = {w: i for i, w in enumerate(vocab)}
-    ids = np.array([index[w] for w in words], dtype=np.intp)
-    digests = b"".join([hashlib.blake2b(w.encode("utf-8"), digest_size=8).digest() for w in vocab])
-    h = np.frombuffer(digests, dtype="<u8").astype(np.uint64)[ids]
-    n = min(ngram, len(words))
-    # polynomial combination with wrap-around (mod 2^64): position-sensitive, so "a b" != "b a"
-    acc = h[: len(h) - n + 1].copy()
-    for j in range(1, n):
-        acc = acc * np.uint64(0x100000001B3) ^ h[j : len(h) - n + 1 + j]
-    return np.unique(acc)
+def _densify(minima: np.ndarray) -> None:
+    """Fill each empty bin with the next filled bin to its right (circularly), in place."""
+    empty = minima == _EMPTY
+    if not empty.any():
+        return
+    bins = minima.shape[1]
+    idx = np.where(empty, 2 * bins, np.arange(bins))  # filled bins point at themselves
+    twice = np.concatenate([idx, idx + bins * (idx < 2 * bins)], axis=1)  # the row twice: wrap around
+    nxt = np.minimum.accumulate(twice[:, ::-1], axis=1)[:, ::-1][:, :bins]  # next filled at or after i
+    rows = np.flatnonzero(~empty.all(axis=1))
+    src = nxt[rows] % bins
+    minima[rows] = np.take_along_axis(minima[rows], src, axis=1)
 
 
-def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of equal MinHash values: the signatures' estimate of the shingle sets' Jaccard."""
-    return float(np.count_nonzero(a == b)) / len(a)
+def band_keys(minima: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """(n, bands) uint64: band b hashes bins [b*rows, (b+1)*rows) with b, so bands never collide."""
+    n = minima.shape[0]
+    blocks = minima[:, : cfg.bands * cfg.rows].reshape(n, cfg.bands, cfg.rows)
+    acc = np.broadcast_to(np.arange(1, cfg.bands + 1, dtype=np.uint64), (n, cfg.bands)).copy()
+    for r in range(cfg.rows):
+        acc = mix64(acc * _SHINGLE_MUL ^ blocks[:, :, r])
+    return acc
 
 
-def find_duplicates(
-    doc_ids: list[str], exact_keys: list[str], signatures: np.ndarray, cfg: DedupConfig | None = None
-) -> dict[int, Duplicate]:
-    """The documents to drop, by position (-> Duplicate); every position absent from the result is kept.
+def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Jaccard estimated from b-bit (one byte per bin) sketches, row by row: (m, bins) x (m, bins) -> (m,).
 
-    `signatures` is an (n, num_perm) uint64 array aligned with doc_ids and exact_keys. A document id seen
-    again (the same WARC given twice) is one document: its later copies go first, whatever their text.
+    Two bins agree by chance with probability 1/256 when their minima differ; this removes that share.
     """
-    cfg = cfg or DedupConfig()
-    n = len(doc_ids)
-    signatures = np.asarray(signatures, dtype=np.uint64)
-    if len(exact_keys) != n or signatures.shape[0] != n:
-        raise ValueError(
-            f"misaligned inputs: {n} ids, {len(exact_keys)} keys, {signatures.shape[0]} signatures"
-        )
-    if n and signatures.shape[1] != cfg.num_perm:
-        raise ValueError(f"signatures have {signatures.shape[1]} permutations, config says {cfg.num_perm}")
-
-    first_with_id: dict[str, int] = {}
-    same_id = [first_with_id.setdefault(d, i) for i, d in enumerate(doc_ids)]
-    # exact duplicates among distinct ids: the first occurrence of each key stands for the others
-    first_of: dict[str, int] = {}
-    exact_of = np.arange(n)
-    for i, key in enumerate(exact_keys):
-        if same_id[i] == i:
-            exact_of[i] = first_of.setdefault(key, i)
-    unique = [i for i in range(n) if same_id[i] == i and exact_of[i] == i]
-
-    # near duplicates among the unique texts: LSH candidates, verified, merged transitively
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]  # path halving
-            i = parent[i]
-        return i
-
-    verify_at = cfg.threshold if cfg.verify_threshold is None else cfg.verify_threshold
-    lsh = MinHashLSH(threshold=cfg.lsh_threshold, num_perm=cfg.num_perm)
-    empty = np.iinfo(np.uint64).max
-    for i in unique:
-        sig = signatures[i]
-        if (sig == empty).all():
-            continue  # no words: nothing to compare (exact dedup still applies)
-        mh = LeanMinHash(seed=cfg.seed, hashvalues=sig, scheme=SCHEME)
-        candidates = np.fromiter(lsh.query(mh), dtype=np.intp)
-        if len(candidates):
-            sims = (signatures[candidates] == sig).mean(axis=1)  # estimated Jaccard, all candidates at once
-            for j in candidates[sims >= verify_at]:
-                a, b = root(i), root(int(j))
-                if a != b:
-                    parent[max(a, b)] = min(a, b)  # the root is the earliest document: the one kept
-            if sims.max() >= cfg.index_skip_above:
-                continue  # a near-identical twin is indexed already
-        lsh.insert(i, mh, check_duplication=False)
-
-    dropped: dict[int, Duplicate] = {}
-    for i in range(n):
-        if same_id[i] != i:
-            kept, reason = root(exact_of[same_id[i]]), "duplicate_id"
-        else:
-            kept = root(exact_of[i])
-            reason = "exact_duplicate" if exact_of[i] != i else "near_duplicate"
-        if kept != i:
-            dropped[i] = Duplicate(reason=reason, kept=kept, cluster=doc_ids[kept])
-    return dropped
+    agree = (np.asarray(a) == np.asarray(b)).mean(axis=-1)
+    return np.clip((agree - 1 / 256) / (1 - 1 / 256), 0.0, 1.0)

@@ -92,6 +92,7 @@ class TaskRun:
     root: str
     config: Any
     context: Any = None
+    identity: dict[str, Any] = field(default_factory=dict)  # the input's identity (in the fingerprint)
     stats: Stats = field(default_factory=Stats)
     written: list[str] = field(default_factory=list)  # relative names of the files it wrote
     result: dict[str, Any] = field(default_factory=dict)  # JSON a later step needs (kept in the index)
@@ -113,7 +114,7 @@ class TaskRun:
 def _run_task(stage: Stage, inp: TaskInput, fingerprint: str, root: str) -> dict[str, Any]:
     """Ray task body: run, then commit with the completion record (written last, atomically)."""
     start = time.perf_counter()
-    run = TaskRun(inp.key, inp.url, root, stage.config, stage.context)
+    run = TaskRun(inp.key, inp.url, root, stage.config, stage.context, inp.identity)
     stage.task(run)
     seconds = round(time.perf_counter() - start, 3)
     outputs = {name: storage.info(storage.join(root, name)).size for name in dict.fromkeys(run.written)}

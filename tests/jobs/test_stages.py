@@ -13,12 +13,13 @@ import pytest
 
 from pipeline.config import UsageError
 from pipeline.dedup import DedupConfig
+from pipeline.dedup_stages import dedup
 from pipeline.documents import Document, read_documents
 from pipeline.extract import ExtractConfig
 from pipeline.filters import FilterConfig
 from pipeline.stage import Stage, TaskRun, run_stage
 from pipeline.stage_folder import read_stage
-from pipeline.stages import dedup, extract, filter_documents
+from pipeline.stages import extract, filter_documents
 from tests.conftest import DATA, REPO, run_tokenmill
 from tokenizer.shards import read_shard
 from tokenizer.tokenize import TokenizeConfig, tokenize

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,26 @@ def sample_documents(sample_responses):
     from pipeline.extract import extract_document
 
     return [(r, *extract_document(r, "sample-20.warc.gz")) for r in sample_responses]
+
+
+@dataclass(frozen=True)
+class _NoConfig:
+    pass
+
+
+def document_folder(parts: list[list], output: str) -> str:
+    """A finished document stage folder holding `parts` (lists of Documents), one task per part."""
+    from pipeline.stage import Stage, TaskInput, TaskRun, digest, run_stage
+
+    def write(run: TaskRun) -> None:
+        with run.documents() as sink:
+            for doc in run.context[int(run.key)]:
+                sink.keep(doc)
+
+    inputs = [
+        TaskInput(f"{i:04d}", output, {"docs": digest([d.to_row() for d in part])})
+        for i, part in enumerate(parts)
+    ]
+    result = run_stage(Stage("documents", "1", write, _NoConfig(), context=parts), inputs, output)
+    assert result.complete, result.failed
+    return output

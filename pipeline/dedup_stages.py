@@ -1,0 +1,402 @@
+"""Dedup across a whole corpus as waves of Ray tasks over partitioned files: no process holds the corpus.
+
+Each wave is a resumable stage of its own, in OUTPUT/_work:
+
+  signatures   one task per part: sketch-KEY.bin (one byte per MinHash bin per document, row by row) and
+               bands-KEY.bin: (bucket, row, kind) per LSH band, exact-text key and id, in P partitions
+  buckets      one task per partition: documents sharing a bucket become candidate pairs, near-duplicate
+               candidates are verified against their sketches (read row by row); verified edges go out
+               partitioned by node, and "exact"/"same id" flags partitioned by part
+  components   Large-Star / Small-Star rounds over the edges until each cluster is a star around its
+               smallest document: the one kept (pipeline/components.py)
+  roots        one task per partition: (document, kept document) rows, partitioned by the kept one's part
+  names        one task per partition: the kept documents' ids, read from their parts, partitioned by the
+               dropped document's part
+  dedup        one task per part (the output folder): kept and excluded documents, with their cluster
+
+A document is numbered part << 32 | row, parts in input order (the `--against` corpus first), so the
+smallest number of a cluster is its first document in input order, and an older corpus always wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from pipeline import exchange, storage
+from pipeline.components import (
+    EDGE,
+    large_star,
+    make_edges,
+    partition_of,
+    small_star,
+    star_roots,
+    star_violations,
+)
+from pipeline.config import UsageError
+from pipeline.dedup import DedupConfig, estimated_jaccard, exact_key, id_key, sketch
+from pipeline.documents import read_documents
+from pipeline.stage import Stage, StageResult, TaskInput, TaskRun, run_stage
+from pipeline.stage_folder import StageIndex, read_stage
+
+VERSION = f"2 pyarrow={version('pyarrow')}"
+BATCH = 512  # documents sketched at once
+MAX_ROUNDS = 100
+NEAR, EXACT, SAME_ID = 0, 1, 2  # bucket kinds; also the flag bits of EXACT and SAME_ID
+BAND = np.dtype([("bucket", "<u8"), ("row", "<u4"), ("kind", "u1")])
+FLAG = np.dtype([("doc", "<i8"), ("flag", "u1")])
+LABEL = np.dtype([("doc", "<i8"), ("root", "<i8"), ("similar", "u1")])
+REASONS = {SAME_ID: "duplicate_id", EXACT: "exact_duplicate", NEAR: "near_duplicate"}
+
+
+def default_partitions(docs: int) -> int:
+    """sqrt(docs / 1000): 5 for 20k documents, 1,732 for 3 billion (1.7M documents a partition)."""
+    return max(1, min(4096, math.ceil(math.sqrt(docs / 1000))))
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    number: int
+    key: str
+    docs: str  # the part's documents
+    signatures: str  # the folder holding its sketch and band files
+
+
+def _doc(part: int, rows: np.ndarray) -> np.ndarray:
+    return (np.int64(part) << np.int64(32)) | rows.astype(np.int64)
+
+
+# --- signatures -------------------------------------------------------------------------------------------
+
+
+def _signatures(run: TaskRun) -> None:
+    cfg: DedupConfig = run.config
+    bands = []
+    rows = 0
+    with storage.atomic_write(run.output(f"sketch-{run.key}.bin")) as out:
+        batch: list = []
+        for doc in [*read_documents(run.input), None]:
+            if doc is not None:
+                batch.append(doc)
+                if len(batch) < BATCH:
+                    continue
+            if not batch:
+                break
+            sk = sketch([d.text for d in batch], cfg)
+            out.write(sk.bytes_.tobytes())
+            n = len(batch)
+            row = np.arange(rows, rows + n, dtype=np.uint32)
+            near = np.flatnonzero(sk.has_words)
+            recs = np.empty(n * 2 + len(near) * cfg.bands, dtype=BAND)
+            recs["bucket"][:n] = [exact_key(d.text) for d in batch]
+            recs["kind"][:n], recs["row"][:n] = EXACT, row
+            recs["bucket"][n : 2 * n] = [id_key(d.id) for d in batch]
+            recs["kind"][n : 2 * n], recs["row"][n : 2 * n] = SAME_ID, row
+            recs["bucket"][2 * n :] = sk.bands[near].ravel()
+            recs["kind"][2 * n :], recs["row"][2 * n :] = NEAR, np.repeat(row[near], cfg.bands)
+            bands.append(recs)
+            rows += n
+            batch = []
+    recs = np.concatenate(bands) if bands else np.zeros(0, BAND)
+    partition = partition_of(recs["bucket"].view(np.int64), cfg.partitions)
+    exchange.write_sections(run.output(f"bands-{run.key}.bin"), recs, partition, cfg.partitions)
+    run.stats.add("docs_in", rows)
+    run.result["docs"] = rows
+
+
+# --- buckets ----------------------------------------------------------------------------------------------
+
+
+def _partition(run: TaskRun) -> int:
+    return int(run.identity["partition"])
+
+
+def _sketch_rows(parts: list[Part], docs: np.ndarray, bins: int) -> np.ndarray:
+    """Sketches of the given document numbers, (len, bins) uint8, read part by part."""
+    out = np.empty((len(docs), bins), dtype=np.uint8)
+    part_of = docs >> 32
+    for part in np.unique(part_of):
+        at = np.flatnonzero(part_of == part)
+        p = parts[part]
+        url = storage.join(p.signatures, f"sketch-{p.key}.bin")
+        out[at] = exchange.read_rows(url, docs[at] & 0xFFFFFFFF, bins)
+    return out
+
+
+def _buckets(run: TaskRun) -> None:
+    cfg: DedupConfig = run.config
+    parts: list[Part] = run.context
+    p = _partition(run)
+    pieces = exchange.read_sections([storage.join(q.signatures, f"bands-{q.key}.bin") for q in parts], p)
+    doc = np.concatenate([_doc(q.number, a["row"]) for q, a in zip(parts, pieces, strict=True)])
+    recs = np.concatenate(pieces) if pieces else np.zeros(0, BAND)
+    order = np.lexsort((doc, recs["bucket"], recs["kind"]))
+    doc, bucket, kind = doc[order], recs["bucket"][order], recs["kind"][order]
+    new_group = np.ones(len(doc), dtype=bool)
+    new_group[1:] = (bucket[1:] != bucket[:-1]) | (kind[1:] != kind[:-1])
+    first = doc[np.maximum.accumulate(np.where(new_group, np.arange(len(doc)), 0))]
+    member = ~new_group  # not the smallest of its bucket
+    # pairs: every member with its bucket's smallest document and, for LSH buckets, with the one before it
+    # (linear in the bucket's size; a cluster missed through one band is found through another)
+    a = np.concatenate([doc[member], doc[1:][member[1:] & ~new_group[:-1] & (kind[1:] == NEAR)]])
+    b = np.concatenate([first[member], doc[:-1][member[1:] & ~new_group[:-1] & (kind[1:] == NEAR)]])
+    k = np.concatenate([kind[member], np.full(len(a) - member.sum(), NEAR, dtype=np.uint8)])
+    keep = a != b
+    a, b, k = a[keep], b[keep], k[keep]
+    run.stats.add("candidate_pairs", int((k == NEAR).sum()))
+
+    # the same record given twice is dropped whatever its text; exact and near pairs must agree in sketch
+    check = k != SAME_ID
+    pairs = (
+        np.unique(np.stack([a[check], b[check]], axis=1), axis=0)
+        if check.any()
+        else np.zeros((0, 2), np.int64)
+    )
+    agree = np.zeros(0, dtype=bool)
+    if len(pairs):
+        nodes, inverse = np.unique(pairs, return_inverse=True)
+        sketches = _sketch_rows(parts, nodes, cfg.bins)
+        inverse = inverse.reshape(-1, 2)
+        agree = estimated_jaccard(sketches[inverse[:, 0]], sketches[inverse[:, 1]]) >= cfg.threshold
+    verified = pairs[agree]
+    run.stats.add("verified_pairs", len(verified))
+
+    flagged = check & (k == EXACT)  # an exact-key pair counts once its sketches agree too
+    exact_ok = np.zeros(flagged.sum(), dtype=bool)
+    if len(verified) and flagged.any():
+        ok = {(int(x), int(y)) for x, y in verified}
+        exact_ok = np.array([(int(x), int(y)) in ok for x, y in zip(a[flagged], b[flagged], strict=True)])
+    flags = np.empty(int(exact_ok.sum()) + int((k == SAME_ID).sum()), dtype=FLAG)
+    flags["doc"] = np.concatenate([a[flagged][exact_ok], a[k == SAME_ID]])
+    flags["flag"] = np.concatenate([np.full(exact_ok.sum(), EXACT), np.full((k == SAME_ID).sum(), SAME_ID)])
+
+    src = np.concatenate([verified[:, 0], verified[:, 1], a[k == SAME_ID], b[k == SAME_ID]])
+    dst = np.concatenate([verified[:, 1], verified[:, 0], b[k == SAME_ID], a[k == SAME_ID]])
+    edges = np.unique(make_edges(src, dst))
+    P = cfg.partitions
+    exchange.write_sections(run.output(f"edges-{run.key}.bin"), edges, partition_of(edges["src"], P), P)
+    exchange.write_sections(run.output(f"flags-{run.key}.bin"), flags, (flags["doc"] >> 32) % P, P)
+
+
+# --- components -------------------------------------------------------------------------------------------
+
+
+def _star_round(run: TaskRun) -> None:
+    cfg: DedupConfig = run.config
+    step, sources = run.context
+    edges = exchange.read_section(sources, _partition(run), EDGE)
+    run.result["violations"] = star_violations(edges)
+    out = large_star(edges) if step == "large" else small_star(edges)
+    P = cfg.partitions
+    exchange.write_sections(run.output(f"edges-{run.key}.bin"), out, partition_of(out["src"], P), P)
+
+
+def _roots(run: TaskRun) -> None:
+    """(document, kept document) rows; each checked against the kept document's sketch, because a cluster
+    is transitive and its far end (A~B~C) may be no near duplicate of the document kept."""
+    cfg: DedupConfig = run.config
+    parts, sources = run.context
+    edges = exchange.read_section(sources, _partition(run), EDGE)
+    leaves = star_roots(edges)  # (leaf, root); roots are the sources with only larger neighbours
+    roots = np.unique(edges["src"][~np.isin(edges["src"], leaves["src"])])
+    similar = np.zeros(len(leaves), dtype=bool)
+    if len(leaves):
+        nodes, inverse = np.unique(np.stack([leaves["src"], leaves["dst"]], axis=1), return_inverse=True)
+        sketches = _sketch_rows(parts, nodes, cfg.bins)
+        inverse = inverse.reshape(-1, 2)
+        similar = estimated_jaccard(sketches[inverse[:, 0]], sketches[inverse[:, 1]]) >= cfg.threshold
+    labels = np.empty(len(leaves) + len(roots), dtype=LABEL)
+    labels["doc"] = np.concatenate([leaves["src"], roots])
+    labels["root"] = np.concatenate([leaves["dst"], roots])
+    labels["similar"] = np.concatenate([similar, np.ones(len(roots), dtype=bool)])
+    run.stats.add("clustered", len(leaves))
+    run.stats.add("not_similar_to_kept", int((~similar).sum()))
+    P = cfg.partitions
+    exchange.write_sections(run.output(f"labels-{run.key}.bin"), labels, (labels["root"] >> 32) % P, P)
+
+
+def _names(run: TaskRun) -> None:
+    cfg: DedupConfig = run.config
+    parts, sources = run.context
+    labels = exchange.read_section(sources, _partition(run), LABEL)
+    names = np.empty(len(labels), dtype=object)
+    root_part = labels["root"] >> 32
+    for part in np.unique(root_part):
+        at = np.flatnonzero(root_part == part)
+        fs, path = storage.filesystem(parts[part].docs)
+        ids = np.array(
+            pq.read_table(path, columns=["id"], filesystem=fs).column("id").to_pylist(), dtype=object
+        )
+        names[at] = ids[labels["root"][at] & 0xFFFFFFFF]
+    encoded = [n.encode("utf-8") for n in names]
+    width = max((len(n) for n in encoded), default=1) or 1
+    fields = [("doc", "<i8"), ("root", "<i8"), ("similar", "u1"), ("root_id", f"S{width}")]
+    out = np.empty(len(labels), dtype=fields)
+    out["doc"], out["root"], out["similar"], out["root_id"] = (
+        labels["doc"],
+        labels["root"],
+        labels["similar"],
+        encoded,
+    )
+    P = cfg.partitions
+    exchange.write_sections(run.output(f"names-{run.key}.bin"), out, (out["doc"] >> 32) % P, P)
+
+
+# --- the deduplicated documents ---------------------------------------------------------------------------
+
+
+def _write(run: TaskRun) -> None:
+    cfg: DedupConfig = run.config
+    names_urls, flag_urls = run.context
+    part = int(run.identity["part"])
+    section = part % cfg.partitions
+    named = exchange.read_section(names_urls, section)
+    named = named[(named["doc"] >> 32) == part]
+    flags = exchange.read_section(flag_urls, section, FLAG)
+    flags = flags[(flags["doc"] >> 32) == part]
+    flag_of: dict[int, int] = {}
+    for d, f in zip((flags["doc"] & 0xFFFFFFFF).tolist(), flags["flag"].tolist(), strict=True):
+        flag_of[d] = max(flag_of.get(d, NEAR), f)
+    label = {
+        int(d & 0xFFFFFFFF): (int(r), bool(sim), rid.decode("utf-8"))
+        for d, r, sim, rid in zip(
+            named["doc"], named["root"], named["similar"], named["root_id"], strict=True
+        )
+    }
+    with run.documents() as sink:
+        for row, doc in enumerate(read_documents(run.input)):
+            sink.stats.add("docs_in")
+            got = label.get(row)
+            if got is None:
+                sink.keep(doc)
+                continue
+            root, similar, root_id = got
+            reason = flag_of.get(row, NEAR)
+            if root == (part << 32 | row) or not (similar or reason == SAME_ID):
+                # the kept document of its cluster, or a member too far from it (A~B~C, A and C apart)
+                doc.metadata["dedup"] = {"cluster": root_id}
+                sink.stats.add("kept_in_cluster" if root != (part << 32 | row) else "clusters")
+                sink.keep(doc)
+            else:
+                doc.metadata["dedup"] = {"cluster": root_id, "duplicate_of": root_id}
+                sink.drop(doc, REASONS[reason])
+
+
+# --- the stage as a user runs it --------------------------------------------------------------------------
+
+
+def _signature_shape(cfg: DedupConfig) -> DedupConfig:
+    # only what shapes a sketch or a band file: a new threshold re-verifies, it does not re-sketch
+    return dataclasses.replace(
+        DedupConfig(),
+        **{f: getattr(cfg, f) for f in ("ngram", "bins", "bands", "rows", "seed", "partitions")},
+    )
+
+
+class _Unfinished(Exception):
+    def __init__(self, result: StageResult) -> None:
+        self.result = result
+
+
+def _wave(
+    name: str,
+    task: Any,
+    cfg: DedupConfig,
+    context: Any,
+    upstream: tuple[str, str],
+    folder: str,
+    overwrite: bool,
+) -> StageResult:
+    """One task per partition, each identified by the upstream (folder, fingerprint) and its partition."""
+    stage = Stage(f"dedup-{name}", VERSION, task, cfg, outputs=("*.bin",), context=context)
+    inputs = [
+        TaskInput(f"p{p:05d}", upstream[0], {"upstream": upstream[1], "partition": p})
+        for p in range(cfg.partitions)
+    ]
+    done = run_stage(stage, inputs, folder, overwrite=overwrite)
+    if not done.complete:
+        raise _Unfinished(done)
+    return done
+
+
+def _total_docs(index: StageIndex) -> int:
+    return sum(json.loads(row["stats"]).get("counters", {}).get("docs_out", 0) for row in index.rows)
+
+
+def _result(row: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(row["result"])
+
+
+def _unfinished(result: StageResult, output: str) -> StageResult:
+    return dataclasses.replace(result, stage="dedup", output=output)
+
+
+def _files(result: StageResult, prefix: str) -> list[str]:
+    return [storage.join(result.output, f"{prefix}-{key}.bin") for key in sorted(result.records)]
+
+
+def dedup(
+    input_dir: str, output: str, cfg: DedupConfig, overwrite: bool = False, against: str | None = None
+) -> StageResult:
+    """Drop documents of INPUT that duplicate an earlier one (or one of AGAINST, which is only read)."""
+    started = time.perf_counter()
+    docs = read_stage(input_dir)
+    old = read_stage(against) if against else None
+    if old is not None and old.root == docs.root:
+        raise UsageError("--against names the input folder itself")
+    total = _total_docs(docs) + (_total_docs(old) if old else 0)
+    cfg = dataclasses.replace(cfg, partitions=cfg.partitions or default_partitions(total))
+    work = storage.join(storage.normalize(output), "_work")
+    shape = _signature_shape(cfg)
+
+    parts: list[Part] = []
+    fingerprints = []
+    for name, index in (("against", old), ("signatures", docs)):
+        if index is None:
+            continue
+        folder = storage.join(work, name)
+        done = run_stage(
+            Stage("dedup-signatures", VERSION, _signatures, shape, outputs=("sketch-*.bin", "bands-*.bin")),
+            index.document_inputs(),
+            folder,
+            overwrite=overwrite,
+        )
+        if not done.complete:
+            return _unfinished(done, output)
+        fingerprints.append(done.fingerprint)
+        parts += [Part(len(parts) + i, t.key, t.url, folder) for i, t in enumerate(index.document_inputs())]
+    new_parts = parts[len(parts) - len(docs.document_inputs()) :]
+
+    def wave(name: str, task: Any, context: Any, upstream: Any, folder: str) -> StageResult:
+        if isinstance(upstream, StageResult):
+            upstream = (upstream.output, upstream.fingerprint)
+        return _wave(name, task, cfg, context, upstream, storage.join(work, folder), overwrite)
+
+    try:
+        buckets = wave("buckets", _buckets, parts, (work, "+".join(fingerprints)), "buckets")
+        edges, upstream = _files(buckets, "edges"), buckets
+        for r in range(1, MAX_ROUNDS + 1):
+            step = "large" if r % 2 else "small"
+            done = wave("components", _star_round, (step, edges), upstream, f"components/{r:03d}-{step}")
+            if sum(int(_result(row).get("violations", 0)) for row in done.records.values()) == 0:
+                break  # this round's input was already a forest of stars
+            edges, upstream = _files(done, "edges"), done
+        else:
+            raise RuntimeError(f"components did not converge in {MAX_ROUNDS} rounds")
+        roots = wave("roots", _roots, (parts, edges), upstream, "roots")
+        names = wave("names", _names, (parts, _files(roots, "labels")), roots, "names")
+    except _Unfinished as e:
+        return _unfinished(e.result, output)
+    writer = Stage("dedup", VERSION, _write, cfg, context=(_files(names, "names"), _files(buckets, "flags")))
+    inputs = [
+        TaskInput(p.key, p.docs, {**t.identity, "part": p.number, "clusters": names.fingerprint})
+        for p, t in zip(new_parts, docs.document_inputs(), strict=True)
+    ]
+    return run_stage(writer, inputs, output, overwrite=overwrite, started=started)

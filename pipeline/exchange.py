@@ -1,0 +1,130 @@
+"""Records handed from one wave of tasks to the next, partitioned on disk: the shuffle of the dedup steps.
+
+A task of one wave writes one file holding its records split into P sections; task p of the next wave
+reads section p of every file. Records are fixed-width numpy structured arrays, so a file is a small
+header (magic, dtype, P+1 section offsets) followed by the sections back to back, and a reader fetches
+its section with two ranged reads (header, section) whatever the number of partitions. Nothing holds more
+than one section of one wave.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline import storage
+
+MAGIC = b"TMX1"
+_PREFIX = struct.Struct("<4sII")  # magic, partitions, length of the dtype's JSON
+_HEADER_GUESS = 1 << 13  # one read gets the whole header of files with up to ~1,000 partitions
+
+
+def write_sections(url: str, records: np.ndarray, partition: np.ndarray, partitions: int) -> None:
+    """Write `records` grouped by `partition` (one int per record, in [0, partitions))."""
+    order = np.argsort(partition, kind="stable")
+    counts = np.bincount(partition, minlength=partitions) if len(partition) else np.zeros(partitions, int)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype("<u8") * records.dtype.itemsize
+    descr = json.dumps(records.dtype.descr).encode()
+    header = _PREFIX.pack(MAGIC, partitions, len(descr)) + descr
+    base = len(header) + offsets.nbytes
+    with storage.atomic_write(url) as f:
+        f.write(header)
+        f.write((offsets + base).astype("<u8").tobytes())
+        f.write(np.ascontiguousarray(records[order]).tobytes())
+
+
+def _dtype(descr: list) -> np.dtype:
+    return np.dtype(
+        [tuple(field) if len(field) == 2 else (field[0], field[1], tuple(field[2])) for field in descr]
+    )
+
+
+def _parse_header(head: bytes, url: str) -> tuple[np.dtype, np.ndarray, int]:
+    """dtype, section offsets (None if the header is longer than `head`), and the header's length."""
+    magic, partitions, n = _PREFIX.unpack_from(head)
+    if magic != MAGIC:
+        raise ValueError(f"{url} is not a partitioned record file")
+    end = _PREFIX.size + n + 8 * (partitions + 1)
+    if len(head) < end:
+        return None, None, end
+    dtype = _dtype(json.loads(head[_PREFIX.size : _PREFIX.size + n]))
+    return dtype, np.frombuffer(head[_PREFIX.size + n : end], dtype="<u8"), end
+
+
+def read_sections(urls: Sequence[str], p: int) -> list[np.ndarray]:
+    """Section p of each file, one array per file. Remote files are read concurrently (fsspec
+    cat_ranges): a header read, then a section read, per file."""
+    if not urls:
+        return []
+    fs, _ = storage.filesystem(urls[0])
+    paths = [storage.filesystem(u)[1] for u in urls]
+    heads = fs.cat_ranges(paths, [0] * len(paths), [_HEADER_GUESS] * len(paths))
+    parsed = [_parse_header(h, u) for h, u in zip(heads, urls, strict=True)]
+    short = [i for i, (dtype, _, _) in enumerate(parsed) if dtype is None]
+    if short:
+        more = fs.cat_ranges([paths[i] for i in short], [0] * len(short), [parsed[i][2] for i in short])
+        for i, head in zip(short, more, strict=True):
+            parsed[i] = _parse_header(head, urls[i])
+    starts, ends = [], []
+    for (_, offsets, _), url in zip(parsed, urls, strict=True):
+        if p >= len(offsets) - 1:
+            raise ValueError(f"{url} has {len(offsets) - 1} partitions, asked for {p}")
+        starts.append(int(offsets[p]))
+        ends.append(int(offsets[p + 1]))
+    blobs = fs.cat_ranges(paths, starts, ends)
+    return [np.frombuffer(b, dtype=d) for b, (d, _, _) in zip(blobs, parsed, strict=True)]
+
+
+def read_section(urls: Sequence[str], p: int, dtype: np.dtype | None = None) -> np.ndarray:
+    """Section p of every file, concatenated. Byte-string fields may differ in width between files (each
+    writer sizes them to its longest value); they are widened to the widest."""
+    parts = read_sections(urls, p)
+    if dtype is None:
+        if not parts:
+            raise ValueError("read_section needs a dtype when there are no files")
+        dtype = _widest([a.dtype for a in parts])
+    return np.concatenate([a.astype(dtype) for a in parts]) if parts else np.zeros(0, dtype)
+
+
+def _widest(dtypes: list[np.dtype]) -> np.dtype:
+    fields = []
+    for name in dtypes[0].names:
+        kinds = [d.fields[name][0] for d in dtypes]
+        fields.append((name, max(kinds, key=lambda k: k.itemsize) if kinds[0].kind == "S" else kinds[0]))
+    return np.dtype(fields)
+
+
+def write_rows(url: str, rows: np.ndarray) -> None:
+    """A plain array of equal-width rows (no header): read back at random with `read_rows`."""
+    with storage.atomic_write(url) as f:
+        f.write(np.ascontiguousarray(rows).tobytes())
+
+
+def read_rows(url: str, rows: np.ndarray, width: int) -> np.ndarray:
+    """Rows `rows` (sorted or not) of a `write_rows` file of uint8 rows `width` bytes wide, as (len, width).
+
+    Local files are memory-mapped; remote ones are fetched as one ranged read per run of nearby rows.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if storage.is_local(url):
+        _, path = storage.filesystem(url)
+        return np.array(np.memmap(path, dtype=np.uint8, mode="r").reshape(-1, width)[rows])
+    fs, path = storage.filesystem(url)
+    order = np.argsort(rows)
+    wanted = rows[order]
+    # coalesce rows closer than 64 KB into one read
+    breaks = np.flatnonzero(np.diff(wanted) * width > (1 << 16)) + 1
+    runs = np.split(wanted, breaks)
+    starts = [int(r[0]) * width for r in runs]
+    ends = [(int(r[-1]) + 1) * width for r in runs]
+    blobs = fs.cat_ranges([path] * len(runs), starts, ends)
+    out = np.empty((len(rows), width), dtype=np.uint8)
+    at = 0
+    for run, start, blob in zip(runs, starts, blobs, strict=True):
+        block = np.frombuffer(blob, dtype=np.uint8).reshape(-1, width)
+        out[order[at : at + len(run)]] = block[(run * width - start) // width]
+        at += len(run)
+    return out
