@@ -24,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.config import UsageError
+
 # RE2 (pyarrow) spelling of Python's `\W+` on str: letters, digits and underscore make words
 _SEPARATORS = r"[^\pL\pN_]+"
 _WS_RE = re.compile(r"\s+")
@@ -45,9 +47,11 @@ class DedupConfig:
 
     def __post_init__(self) -> None:
         if self.bands * self.rows > self.bins:
-            raise ValueError(f"bands x rows ({self.bands}x{self.rows}) exceeds bins ({self.bins})")
+            raise UsageError(f"dedup: bands x rows ({self.bands}x{self.rows}) exceeds bins ({self.bins})")
         if not 0 < self.threshold <= 1:
-            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+            raise UsageError(f"dedup: threshold must be in (0, 1], got {self.threshold}")
+        if min(self.ngram, self.bins, self.bands, self.rows) < 1 or self.partitions < 0:
+            raise UsageError("dedup: ngram, bins, bands and rows must be at least 1, partitions at least 0")
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,19 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def shingle_hashes(texts: Sequence[str], ngram: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def shingle_hashes(
+    texts: Sequence[str] | pa.Array, ngram: int, seed: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of every document's word n-grams, concatenated, and each document's start offset (n+1,).
 
     Words are split and lowercased in Arrow (C++) for the whole batch; each distinct word of the batch is
     hashed once (blake2b), and n-grams combine their words' hashes in numpy.
     """
-    words = pc.split_pattern_regex(pc.utf8_lower(pa.array(texts, pa.string())), _SEPARATORS)
+    if not isinstance(texts, pa.Array | pa.ChunkedArray):
+        texts = pa.array(texts, pa.string())
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    words = pc.split_pattern_regex(pc.utf8_lower(texts), _SEPARATORS)
     flat = pc.list_flatten(words)
     nonempty = pc.greater(pc.binary_length(flat), 0)
     offsets = words.offsets.to_numpy()
@@ -125,7 +135,7 @@ def shingle_hashes(texts: Sequence[str], ngram: int, seed: int = 1) -> tuple[np.
     return mix64(acc), np.concatenate([[0], np.cumsum(per_doc)])
 
 
-def sketch(texts: Sequence[str], cfg: DedupConfig) -> Sketches:
+def sketch(texts: Sequence[str] | pa.Array, cfg: DedupConfig) -> Sketches:
     """One-permutation MinHash sketches of a batch of texts (see the module docstring)."""
     n, bins = len(texts), cfg.bins
     values, starts = shingle_hashes(texts, cfg.ngram, cfg.seed)

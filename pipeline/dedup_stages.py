@@ -78,32 +78,24 @@ def _doc(part: int, rows: np.ndarray) -> np.ndarray:
 
 def _signatures(run: TaskRun) -> None:
     cfg: DedupConfig = run.config
-    bands = []
-    rows = 0
-    with storage.atomic_write(run.output(f"sketch-{run.key}.bin")) as out:
-        batch: list = []
-        for doc in [*read_documents(run.input), None]:
-            if doc is not None:
-                batch.append(doc)
-                if len(batch) < BATCH:
-                    continue
-            if not batch:
-                break
-            sk = sketch([d.text for d in batch], cfg)
+    bands, rows = [], 0
+    fs, path = storage.filesystem(run.input)
+    with storage.atomic_write(run.output(f"sketch-{run.key}.bin")) as out, fs.open(path, "rb") as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH, columns=["id", "text"]):
+            text = batch.column("text").fill_null("")
+            sk = sketch(text, cfg)  # the text column as Arrow: never a Python string until the exact key
             out.write(sk.bytes_.tobytes())
-            n = len(batch)
+            n = batch.num_rows
             row = np.arange(rows, rows + n, dtype=np.uint32)
             near = np.flatnonzero(sk.has_words)
-            recs = np.empty(n * 2 + len(near) * cfg.bands, dtype=BAND)
-            recs["bucket"][:n] = [exact_key(d.text) for d in batch]
-            recs["kind"][:n], recs["row"][:n] = EXACT, row
-            recs["bucket"][n : 2 * n] = [id_key(d.id) for d in batch]
-            recs["kind"][n : 2 * n], recs["row"][n : 2 * n] = SAME_ID, row
+            recs = np.empty(2 * n + len(near) * cfg.bands, dtype=BAND)
+            recs["bucket"][:n] = [exact_key(t) for t in text.to_pylist()]
+            recs["bucket"][n : 2 * n] = [id_key(d) for d in batch.column("id").to_pylist()]
             recs["bucket"][2 * n :] = sk.bands[near].ravel()
-            recs["kind"][2 * n :], recs["row"][2 * n :] = NEAR, np.repeat(row[near], cfg.bands)
+            recs["row"] = np.concatenate([row, row, np.repeat(row[near], cfg.bands)])
+            recs["kind"] = np.repeat([EXACT, SAME_ID, NEAR], [n, n, len(near) * cfg.bands])
             bands.append(recs)
             rows += n
-            batch = []
     recs = np.concatenate(bands) if bands else np.zeros(0, BAND)
     partition = partition_of(recs["bucket"].view(np.int64), cfg.partitions)
     exchange.write_sections(run.output(f"bands-{run.key}.bin"), recs, partition, cfg.partitions)

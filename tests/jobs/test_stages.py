@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 
 import pyarrow.parquet as pq
@@ -241,7 +242,19 @@ def test_corrupt_file_is_reported_not_fatal(ray_head, tmp_path):
 def test_ray_job_submit(ray_head, tmp_path):
     """The documented cluster path: `ray job submit --working-dir . -- python -m jobs.extract ...`."""
     out = tmp_path / "submitted"
-    done = subprocess.run(
+    for _ in range(10):  # a fresh head's job agent may not be up yet: Ray says "please try again later"
+        done = _submit(ray_head, out)
+        if "No available agent to submit job" not in done.stderr:
+            break
+        time.sleep(3)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"extract: {_count_responses(SAMPLE)} docs in" in done.stdout
+    ids = pq.read_table(part_files(out)[0]).column("id").to_pylist()
+    assert ids and all(i.startswith("<urn:uuid:") for i in ids)
+
+
+def _submit(ray_head: dict[str, str], out) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [
             ray_head["ray"],
             "job",
@@ -263,10 +276,6 @@ def test_ray_job_submit(ray_head, tmp_path):
         timeout=300,
         cwd=REPO,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert f"extract: {_count_responses(SAMPLE)} docs in" in done.stdout
-    ids = pq.read_table(part_files(out)[0]).column("id").to_pylist()
-    assert ids and all(i.startswith("<urn:uuid:") for i in ids)
 
 
 def test_without_ray_address_a_stage_starts_its_own_local_ray(tmp_path):

@@ -82,7 +82,7 @@ def test_sketch_shape_determinism_and_batch_independence():
     for i, text in enumerate(texts):  # the same sketch alone or in a batch
         assert np.array_equal(one(text), got.bytes_[i])
     assert not np.array_equal(one(texts[0]), one(texts[0], DedupConfig(seed=2)))
-    with pytest.raises(ValueError, match="exceeds bins"):
+    with pytest.raises(UsageError, match="exceeds bins"):
         DedupConfig(bins=64, bands=16, rows=6)
 
 
