@@ -41,7 +41,7 @@ from pipeline.components import (
     star_violations,
 )
 from pipeline.config import UsageError
-from pipeline.dedup import DedupConfig, estimated_jaccard, exact_key, id_key, sketch
+from pipeline.dedup import DedupConfig, estimated_jaccard, hash_strings, sketch
 from pipeline.documents import read_documents
 from pipeline.stage import Stage, StageResult, TaskInput, TaskRun, run_stage
 from pipeline.stage_folder import StageIndex, read_stage
@@ -89,8 +89,8 @@ def _signatures(run: TaskRun) -> None:
             row = np.arange(rows, rows + n, dtype=np.uint32)
             near = np.flatnonzero(sk.has_words)
             recs = np.empty(2 * n + len(near) * cfg.bands, dtype=BAND)
-            recs["bucket"][:n] = [exact_key(t) for t in text.to_pylist()]
-            recs["bucket"][n : 2 * n] = [id_key(d) for d in batch.column("id").to_pylist()]
+            recs["bucket"][:n] = sk.exact
+            recs["bucket"][n : 2 * n] = hash_strings(batch.column("id"), cfg.seed)
             recs["bucket"][2 * n :] = sk.bands[near].ravel()
             recs["row"] = np.concatenate([row, row, np.repeat(row[near], cfg.bands)])
             recs["kind"] = np.repeat([EXACT, SAME_ID, NEAR], [n, n, len(near) * cfg.bands])
