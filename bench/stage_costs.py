@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.dedup import DedupConfig, exact_key, minhash_signature  # noqa: E402
+from pipeline.dedup import DedupConfig, sketch  # noqa: E402
+from pipeline.dedup_stages import BAND  # noqa: E402
 from pipeline.documents import DocumentSink, read_documents  # noqa: E402
 from pipeline.extract import ExtractConfig, extract_warc  # noqa: E402
 from pipeline.filters import FilterConfig, build_filters, first_failure  # noqa: E402
@@ -66,10 +67,9 @@ def main() -> None:
         cfg = DedupConfig()
 
         def signature(d) -> None:
-            minhash_signature(d.text, cfg)
-            exact_key(d.text)
+            sketch([d.text], cfg)  # one at a time here; the stage sketches 512 at once
 
-        per_doc("dedup signature (MinHash 128 + exact key)", docs, signature, anchor)
+        per_doc(f"dedup sketch ({cfg.bins} bins + bands + exact key)", docs, signature, anchor)
         tok = train_bpe((d.text for d in docs[:300]), 8192)
         dtype = token_dtype(8192)
 
@@ -77,10 +77,12 @@ def main() -> None:
             list(encode_documents(tok, [d.text], dtype))
 
         per_doc("tokenize (BPE 8192, one document at a time)", docs, encode, anchor)
-    sig_bytes = cfg.num_perm * 8 + 16 + 40  # signature, exact key, id
+    sketch_bytes = cfg.bins  # one byte a bin, read back row by row only for candidate pairs
+    band_bytes = (cfg.bands + 2) * BAND.itemsize  # LSH bands, exact key, id: the shuffled records
     print(
-        f"dedup state per document for the corpus-wide step: {sig_bytes} bytes of signature row; "
-        f"at 3e9 documents {3e9 * sig_bytes / 1e12:.1f} TB of signatures alone"
+        f"dedup work files per document: {sketch_bytes} B of sketch + {band_bytes} B of band records; "
+        f"at 3e9 documents {3e9 * sketch_bytes / 1e12:.1f} TB + {3e9 * band_bytes / 1e12:.2f} TB on disk, "
+        "no process holding more than its partition"
     )
 
 
