@@ -19,6 +19,7 @@ from pipeline import storage
 
 MAGIC = b"TMX1"
 _PREFIX = struct.Struct("<4sII")  # magic, partitions, length of the dtype's JSON
+_CHUNK = 512  # files whose headers are in memory at once
 _HEADER_GUESS = 1 << 13  # one read gets the whole header of files with up to ~1,000 partitions
 
 
@@ -55,8 +56,15 @@ def _parse_header(head: bytes, url: str) -> tuple[np.dtype, np.ndarray, int]:
 
 
 def read_sections(urls: Sequence[str], p: int) -> list[np.ndarray]:
-    """Section p of each file, one array per file. Remote files are read concurrently (fsspec
-    cat_ranges): a header read, then a section read, per file."""
+    """Section p of each file, one array per file. Remote files are read concurrently (fsspec cat_ranges),
+    a chunk of files at a time: a header read, then a section read, per file."""
+    out: list[np.ndarray] = []
+    for at in range(0, len(urls), _CHUNK):
+        out += _read_chunk(urls[at : at + _CHUNK], p)
+    return out
+
+
+def _read_chunk(urls: Sequence[str], p: int) -> list[np.ndarray]:
     if not urls:
         return []
     fs, _ = storage.filesystem(urls[0])
@@ -74,7 +82,11 @@ def read_sections(urls: Sequence[str], p: int) -> list[np.ndarray]:
             raise ValueError(f"{url} has {len(offsets) - 1} partitions, asked for {p}")
         starts.append(int(offsets[p]))
         ends.append(int(offsets[p + 1]))
-    blobs = fs.cat_ranges(paths, starts, ends)
+    wanted = [i for i in range(len(paths)) if ends[i] > starts[i]]  # an empty range is no valid request
+    blobs = [b""] * len(paths)
+    got = fs.cat_ranges([paths[i] for i in wanted], [starts[i] for i in wanted], [ends[i] for i in wanted])
+    for i, blob in zip(wanted, got, strict=True):
+        blobs[i] = blob
     return [np.frombuffer(b, dtype=d) for b, (d, _, _) in zip(blobs, parsed, strict=True)]
 
 
