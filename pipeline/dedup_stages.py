@@ -122,56 +122,59 @@ def _sketch_rows(parts: list[Part], docs: np.ndarray, bins: int) -> np.ndarray:
     return out
 
 
+def candidate_pairs(doc: np.ndarray, bucket: np.ndarray, kind: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(a, b, kind) with a > b for documents sharing a bucket: every member with its bucket's smallest
+    document and, in LSH buckets, with the member before it. Linear in a bucket's size, however large;
+    a pair one band misses this way, another band finds."""
+    order = np.lexsort((doc, bucket, kind))
+    doc, bucket, kind = doc[order], bucket[order], kind[order]
+    first_of_group = np.ones(len(doc), dtype=bool)
+    first_of_group[1:] = (bucket[1:] != bucket[:-1]) | (kind[1:] != kind[:-1])
+    smallest = doc[np.maximum.accumulate(np.where(first_of_group, np.arange(len(doc)), 0))]
+    member = ~first_of_group
+    chained = member.copy()
+    chained[1:] &= ~first_of_group[:-1] & (kind[1:] == NEAR)  # the one before is no bucket head either
+    chained[0] = False
+    a = np.concatenate([doc[member], doc[chained]])
+    b = np.concatenate([smallest[member], doc[np.flatnonzero(chained) - 1]])
+    k = np.concatenate([kind[member], kind[chained]])
+    keep = a != b
+    return a[keep], b[keep], k[keep]
+
+
+def _similar(parts: list[Part], a: np.ndarray, b: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """Whether each pair's sketches agree at the threshold; each distinct pair and sketch is read once."""
+    if not len(a):
+        return np.zeros(0, dtype=bool)
+    pairs, pair_of = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
+    nodes, node_of = np.unique(pairs, return_inverse=True)
+    sketches = _sketch_rows(parts, nodes, cfg.bins)
+    node_of = node_of.reshape(-1, 2)
+    agree = estimated_jaccard(sketches[node_of[:, 0]], sketches[node_of[:, 1]]) >= cfg.threshold
+    return agree[pair_of.ravel()]
+
+
 def _buckets(run: TaskRun) -> None:
     cfg: DedupConfig = run.config
     parts: list[Part] = run.context
     p = _partition(run)
     pieces = exchange.read_sections([storage.join(q.signatures, f"bands-{q.key}.bin") for q in parts], p)
-    doc = np.concatenate([_doc(q.number, a["row"]) for q, a in zip(parts, pieces, strict=True)])
+    doc = np.concatenate([_doc(q.number, piece["row"]) for q, piece in zip(parts, pieces, strict=True)])
     recs = np.concatenate(pieces) if pieces else np.zeros(0, BAND)
-    order = np.lexsort((doc, recs["bucket"], recs["kind"]))
-    doc, bucket, kind = doc[order], recs["bucket"][order], recs["kind"][order]
-    new_group = np.ones(len(doc), dtype=bool)
-    new_group[1:] = (bucket[1:] != bucket[:-1]) | (kind[1:] != kind[:-1])
-    first = doc[np.maximum.accumulate(np.where(new_group, np.arange(len(doc)), 0))]
-    member = ~new_group  # not the smallest of its bucket
-    # pairs: every member with its bucket's smallest document and, for LSH buckets, with the one before it
-    # (linear in the bucket's size; a cluster missed through one band is found through another)
-    a = np.concatenate([doc[member], doc[1:][member[1:] & ~new_group[:-1] & (kind[1:] == NEAR)]])
-    b = np.concatenate([first[member], doc[:-1][member[1:] & ~new_group[:-1] & (kind[1:] == NEAR)]])
-    k = np.concatenate([kind[member], np.full(len(a) - member.sum(), NEAR, dtype=np.uint8)])
-    keep = a != b
-    a, b, k = a[keep], b[keep], k[keep]
-    run.stats.add("candidate_pairs", int((k == NEAR).sum()))
+    a, b, kind = candidate_pairs(doc, recs["bucket"], recs["kind"])
+    # the same record given twice goes whatever its text; exact and near pairs must agree in sketch too
+    same_id = kind == SAME_ID
+    linked = same_id.copy()
+    linked[~same_id] = _similar(parts, a[~same_id], b[~same_id], cfg)
+    run.stats.add("candidate_pairs", int((kind == NEAR).sum()))
+    run.stats.add("verified_pairs", int((linked & (kind == NEAR)).sum()))
 
-    # the same record given twice is dropped whatever its text; exact and near pairs must agree in sketch
-    check = k != SAME_ID
-    pairs = (
-        np.unique(np.stack([a[check], b[check]], axis=1), axis=0)
-        if check.any()
-        else np.zeros((0, 2), np.int64)
+    flag_as = np.where(same_id, SAME_ID, EXACT)[same_id | (linked & (kind == EXACT))]
+    flags = np.empty(len(flag_as), dtype=FLAG)
+    flags["doc"], flags["flag"] = a[same_id | (linked & (kind == EXACT))], flag_as
+    edges = np.unique(
+        make_edges(np.concatenate([a[linked], b[linked]]), np.concatenate([b[linked], a[linked]]))
     )
-    agree = np.zeros(0, dtype=bool)
-    if len(pairs):
-        nodes, inverse = np.unique(pairs, return_inverse=True)
-        sketches = _sketch_rows(parts, nodes, cfg.bins)
-        inverse = inverse.reshape(-1, 2)
-        agree = estimated_jaccard(sketches[inverse[:, 0]], sketches[inverse[:, 1]]) >= cfg.threshold
-    verified = pairs[agree]
-    run.stats.add("verified_pairs", len(verified))
-
-    flagged = check & (k == EXACT)  # an exact-key pair counts once its sketches agree too
-    exact_ok = np.zeros(flagged.sum(), dtype=bool)
-    if len(verified) and flagged.any():
-        ok = {(int(x), int(y)) for x, y in verified}
-        exact_ok = np.array([(int(x), int(y)) in ok for x, y in zip(a[flagged], b[flagged], strict=True)])
-    flags = np.empty(int(exact_ok.sum()) + int((k == SAME_ID).sum()), dtype=FLAG)
-    flags["doc"] = np.concatenate([a[flagged][exact_ok], a[k == SAME_ID]])
-    flags["flag"] = np.concatenate([np.full(exact_ok.sum(), EXACT), np.full((k == SAME_ID).sum(), SAME_ID)])
-
-    src = np.concatenate([verified[:, 0], verified[:, 1], a[k == SAME_ID], b[k == SAME_ID]])
-    dst = np.concatenate([verified[:, 1], verified[:, 0], b[k == SAME_ID], a[k == SAME_ID]])
-    edges = np.unique(make_edges(src, dst))
     P = cfg.partitions
     exchange.write_sections(run.output(f"edges-{run.key}.bin"), edges, partition_of(edges["src"], P), P)
     exchange.write_sections(run.output(f"flags-{run.key}.bin"), flags, (flags["doc"] >> 32) % P, P)

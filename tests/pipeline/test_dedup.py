@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.config import UsageError
 from pipeline.dedup import DedupConfig, estimated_jaccard, exact_key, shingle_hashes, sketch
-from pipeline.dedup_stages import dedup, default_partitions
+from pipeline.dedup_stages import EXACT, NEAR, candidate_pairs, dedup, default_partitions
 from pipeline.documents import Document
 from tests.pipeline.conftest import DATA, document_folder, read_jsonl_gz
 
@@ -106,6 +106,18 @@ def test_near_copies_share_bands_and_unrelated_texts_do_not(labelled):
     assert np.array_equal(got.bands[0], got.bands[-1])  # the same words: every band
     shared = [len(set(got.bands[i]) & set(got.bands[j])) for i in range(len(texts)) for j in range(i)]
     assert max(shared) == 0
+
+
+def test_candidate_pairs_stay_linear_in_a_bucket():
+    doc = np.array([5, 1, 3, 7, 9, 2, 4, 8], dtype=np.int64)
+    bucket = np.array([1, 1, 1, 1, 2, 1, 1, 1], dtype=np.uint64)
+    kind = np.array([NEAR] * 5 + [EXACT] * 3, dtype=np.uint8)
+    a, b, k = candidate_pairs(doc, bucket, kind)
+    got = sorted(zip(a.tolist(), b.tolist(), k.tolist(), strict=True))
+    # LSH bucket {1,3,5,7}: each with the smallest and with the one before; exact bucket {2,4,8}: a star;
+    # the same bucket value under another kind is another bucket, and a bucket of one gives nothing
+    near = [(3, 1), (5, 1), (5, 3), (7, 1), (7, 5)]
+    assert got == sorted([(x, y, NEAR) for x, y in near] + [(4, 2, EXACT), (8, 2, EXACT)])
 
 
 # --- the stage --------------------------------------------------------------------------------------------
