@@ -43,7 +43,7 @@ from pipeline.components import (
 from pipeline.config import UsageError
 from pipeline.dedup import DedupConfig, estimated_jaccard, hash_strings, sketch
 from pipeline.documents import read_documents
-from pipeline.stage import Stage, StageResult, TaskInput, TaskRun, run_stage
+from pipeline.stage import Stage, StageResult, TaskInput, TaskRun, run_stage, with_upstream
 from pipeline.stage_folder import StageIndex, read_stage
 
 VERSION = f"2 pyarrow={version('pyarrow')}"
@@ -97,8 +97,10 @@ def _signatures(run: TaskRun) -> None:
             bands.append(recs)
             rows += n
     recs = np.concatenate(bands) if bands else np.zeros(0, BAND)
-    partition = partition_of(recs["bucket"].view(np.int64), cfg.partitions)
-    exchange.write_sections(run.output(f"bands-{run.key}.bin"), recs, partition, cfg.partitions)
+    P = _partitions(run)
+    exchange.write_sections(
+        run.output(f"bands-{run.key}.bin"), recs, partition_of(recs["bucket"].view(np.int64), P), P
+    )
     run.stats.add("docs_in", rows)
     run.result["docs"] = rows
 
@@ -108,6 +110,12 @@ def _signatures(run: TaskRun) -> None:
 
 def _partition(run: TaskRun) -> int:
     return int(run.identity["partition"])
+
+
+def _partitions(run: TaskRun) -> int:
+    # in the input's identity, not the config: a count derived from the corpus size follows the corpus,
+    # so a grown corpus is a changed input (redone) rather than a changed config (refused)
+    return int(run.identity["partitions"])
 
 
 def _sketch_rows(parts: list[Part], docs: np.ndarray, bins: int) -> np.ndarray:
@@ -175,7 +183,7 @@ def _buckets(run: TaskRun) -> None:
     edges = np.unique(
         make_edges(np.concatenate([a[linked], b[linked]]), np.concatenate([b[linked], a[linked]]))
     )
-    P = cfg.partitions
+    P = _partitions(run)
     exchange.write_sections(run.output(f"edges-{run.key}.bin"), edges, partition_of(edges["src"], P), P)
     exchange.write_sections(run.output(f"flags-{run.key}.bin"), flags, (flags["doc"] >> 32) % P, P)
 
@@ -184,12 +192,11 @@ def _buckets(run: TaskRun) -> None:
 
 
 def _star_round(run: TaskRun) -> None:
-    cfg: DedupConfig = run.config
     step, sources = run.context
     edges = exchange.read_section(sources, _partition(run), EDGE)
     run.result["violations"] = star_violations(edges)
     out = large_star(edges) if step == "large" else small_star(edges)
-    P = cfg.partitions
+    P = _partitions(run)
     exchange.write_sections(run.output(f"edges-{run.key}.bin"), out, partition_of(out["src"], P), P)
 
 
@@ -213,12 +220,11 @@ def _roots(run: TaskRun) -> None:
     labels["similar"] = np.concatenate([similar, np.ones(len(roots), dtype=bool)])
     run.stats.add("clustered", len(leaves))
     run.stats.add("not_similar_to_kept", int((~similar).sum()))
-    P = cfg.partitions
+    P = _partitions(run)
     exchange.write_sections(run.output(f"labels-{run.key}.bin"), labels, (labels["root"] >> 32) % P, P)
 
 
 def _names(run: TaskRun) -> None:
-    cfg: DedupConfig = run.config
     parts, sources = run.context
     labels = exchange.read_section(sources, _partition(run), LABEL)
     names = np.empty(len(labels), dtype=object)
@@ -240,7 +246,7 @@ def _names(run: TaskRun) -> None:
         labels["similar"],
         encoded,
     )
-    P = cfg.partitions
+    P = _partitions(run)
     exchange.write_sections(run.output(f"names-{run.key}.bin"), out, (out["doc"] >> 32) % P, P)
 
 
@@ -248,10 +254,9 @@ def _names(run: TaskRun) -> None:
 
 
 def _write(run: TaskRun) -> None:
-    cfg: DedupConfig = run.config
     names_urls, flag_urls = run.context
     part = int(run.identity["part"])
-    section = part % cfg.partitions
+    section = part % _partitions(run)
     named = exchange.read_section(names_urls, section)
     named = named[(named["doc"] >> 32) == part]
     flags = exchange.read_section(flag_urls, section, FLAG)
@@ -290,8 +295,7 @@ def _write(run: TaskRun) -> None:
 def _signature_shape(cfg: DedupConfig) -> DedupConfig:
     # only what shapes a sketch or a band file: a new threshold re-verifies, it does not re-sketch
     return dataclasses.replace(
-        DedupConfig(),
-        **{f: getattr(cfg, f) for f in ("ngram", "bins", "bands", "rows", "seed", "partitions")},
+        DedupConfig(), **{f: getattr(cfg, f) for f in ("ngram", "bins", "bands", "rows", "seed")}
     )
 
 
@@ -300,33 +304,34 @@ class _Unfinished(Exception):
         self.result = result
 
 
-def _wave(
-    name: str,
-    task: Any,
-    cfg: DedupConfig,
-    context: Any,
-    upstream: tuple[str, str],
-    folder: str,
-    overwrite: bool,
-) -> StageResult:
-    """One task per partition, each identified by the upstream (folder, fingerprint) and its partition."""
-    stage = Stage(f"dedup-{name}", VERSION, task, cfg, outputs=("*.bin",), context=context)
-    inputs = [
-        TaskInput(f"p{p:05d}", upstream[0], {"upstream": upstream[1], "partition": p})
-        for p in range(cfg.partitions)
-    ]
-    done = run_stage(stage, inputs, folder, overwrite=overwrite)
-    if not done.complete:
-        raise _Unfinished(done)
-    return done
+@dataclasses.dataclass
+class _Waves:
+    """Runs the waves of one dedup into WORK: one task per partition, each identified by its upstream wave's
+    fingerprint, its partition and the partition count."""
+
+    cfg: DedupConfig
+    partitions: int
+    work: str
+    overwrite: bool
+
+    def run(self, name: str, task: Any, context: Any, upstream: tuple[str, str], folder: str) -> StageResult:
+        stage = Stage(f"dedup-{name}", VERSION, task, self.cfg, outputs=("*.bin",), context=context)
+        identity = {"upstream": upstream[1], "partitions": self.partitions}
+        inputs = [
+            TaskInput(f"p{p:05d}", upstream[0], {**identity, "partition": p}) for p in range(self.partitions)
+        ]
+        done = run_stage(stage, inputs, storage.join(self.work, folder), overwrite=self.overwrite)
+        if not done.complete:
+            raise _Unfinished(done)
+        return done
 
 
 def _total_docs(index: StageIndex) -> int:
     return sum(json.loads(row["stats"]).get("counters", {}).get("docs_out", 0) for row in index.rows)
 
 
-def _result(row: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(row["result"])
+def _violations(result: StageResult) -> int:
+    return sum(int(json.loads(row["result"]).get("violations", 0)) for row in result.records.values())
 
 
 def _unfinished(result: StageResult, output: str) -> StageResult:
@@ -335,6 +340,10 @@ def _unfinished(result: StageResult, output: str) -> StageResult:
 
 def _files(result: StageResult, prefix: str) -> list[str]:
     return [storage.join(result.output, f"{prefix}-{key}.bin") for key in sorted(result.records)]
+
+
+def _upstream(result: StageResult) -> tuple[str, str]:
+    return result.output, result.fingerprint
 
 
 def dedup(
@@ -346,10 +355,9 @@ def dedup(
     old = read_stage(against) if against else None
     if old is not None and old.root == docs.root:
         raise UsageError("--against names the input folder itself")
-    total = _total_docs(docs) + (_total_docs(old) if old else 0)
-    cfg = dataclasses.replace(cfg, partitions=cfg.partitions or default_partitions(total))
+    P = cfg.partitions or default_partitions(_total_docs(docs) + (_total_docs(old) if old else 0))
     work = storage.join(storage.normalize(output), "_work")
-    shape = _signature_shape(cfg)
+    waves = _Waves(cfg, P, work, overwrite)
 
     parts: list[Part] = []
     fingerprints = []
@@ -358,8 +366,8 @@ def dedup(
             continue
         folder = storage.join(work, name)
         done = run_stage(
-            Stage("dedup-signatures", VERSION, _signatures, shape, outputs=("sketch-*.bin", "bands-*.bin")),
-            index.document_inputs(),
+            Stage("dedup-signatures", VERSION, _signatures, _signature_shape(cfg), outputs=("*.bin",)),
+            with_upstream(index.document_inputs(), partitions=P),
             folder,
             overwrite=overwrite,
         )
@@ -369,29 +377,26 @@ def dedup(
         parts += [Part(len(parts) + i, t.key, t.url, folder) for i, t in enumerate(index.document_inputs())]
     new_parts = parts[len(parts) - len(docs.document_inputs()) :]
 
-    def wave(name: str, task: Any, context: Any, upstream: Any, folder: str) -> StageResult:
-        if isinstance(upstream, StageResult):
-            upstream = (upstream.output, upstream.fingerprint)
-        return _wave(name, task, cfg, context, upstream, storage.join(work, folder), overwrite)
-
     try:
-        buckets = wave("buckets", _buckets, parts, (work, "+".join(fingerprints)), "buckets")
-        edges, upstream = _files(buckets, "edges"), buckets
+        buckets = waves.run("buckets", _buckets, parts, (work, "+".join(fingerprints)), "buckets")
+        edges, upstream = _files(buckets, "edges"), _upstream(buckets)
         for r in range(1, MAX_ROUNDS + 1):
             step = "large" if r % 2 else "small"
-            done = wave("components", _star_round, (step, edges), upstream, f"components/{r:03d}-{step}")
-            if sum(int(_result(row).get("violations", 0)) for row in done.records.values()) == 0:
+            done = waves.run("components", _star_round, (step, edges), upstream, f"components/{r:03d}-{step}")
+            if _violations(done) == 0:
                 break  # this round's input was already a forest of stars
-            edges, upstream = _files(done, "edges"), done
+            edges, upstream = _files(done, "edges"), _upstream(done)
         else:
             raise RuntimeError(f"components did not converge in {MAX_ROUNDS} rounds")
-        roots = wave("roots", _roots, (parts, edges), upstream, "roots")
-        names = wave("names", _names, (parts, _files(roots, "labels")), roots, "names")
+        roots = waves.run("roots", _roots, (parts, edges), upstream, "roots")
+        names = waves.run("names", _names, (parts, _files(roots, "labels")), _upstream(roots), "names")
     except _Unfinished as e:
         return _unfinished(e.result, output)
     writer = Stage("dedup", VERSION, _write, cfg, context=(_files(names, "names"), _files(buckets, "flags")))
     inputs = [
-        TaskInput(p.key, p.docs, {**t.identity, "part": p.number, "clusters": names.fingerprint})
+        TaskInput(
+            p.key, p.docs, {**t.identity, "part": p.number, "partitions": P, "clusters": names.fingerprint}
+        )
         for p, t in zip(new_parts, docs.document_inputs(), strict=True)
     ]
     return run_stage(writer, inputs, output, overwrite=overwrite, started=started)

@@ -286,6 +286,20 @@ def test_rerun_skips_every_wave_and_a_new_threshold_only_reverifies(ray_head, tm
     assert {p: p.stat().st_mtime_ns for p in (work / "signatures").glob("*.bin")} == signed  # not re-sketched
 
 
+def test_a_grown_corpus_is_redone_without_overwrite(ray_head, tmp_path, labelled):
+    """The derived partition count follows the corpus: more documents are new input, not a new config."""
+    parts = [[Document(id=r["id"], text=r["text"]) for r in labelled]]
+    document_folder(parts, str(tmp_path / "docs"))
+    first = dedup(str(tmp_path / "docs"), str(tmp_path / "out"), DedupConfig())
+    more = [
+        Document(id=f"x{i}-{r['id']}", text=r["text"] + f" variant {i}") for i in range(40) for r in labelled
+    ]
+    document_folder([*parts, more], str(tmp_path / "docs"))
+    grown = dedup(str(tmp_path / "docs"), str(tmp_path / "out"), DedupConfig())
+    assert grown.complete and grown.stats.counters["docs_in"] == first.stats.counters["docs_in"] + len(more)
+    assert grown.stats.counters["docs_out"] == first.stats.counters["docs_out"]  # the copies all go
+
+
 def test_default_partitions_grow_with_the_corpus():
     assert default_partitions(0) == default_partitions(1000) == 1
     assert default_partitions(20_000) == 5 and default_partitions(3_000_000_000) == 1733
