@@ -4,14 +4,12 @@ Each wave is a resumable stage of its own, in OUTPUT/_work:
 
   signatures   one task per part: sketch-KEY.bin (one byte per MinHash bin per document, row by row) and
                bands-KEY.bin: (bucket, row, kind) per LSH band, exact-text key and id, in P partitions
-  buckets      one task per partition: documents sharing a bucket become candidate pairs, near-duplicate
-               candidates are verified against their sketches (read row by row); verified edges go out
-               partitioned by node, and "exact"/"same id" flags partitioned by part
-  components   Large-Star / Small-Star rounds over the edges until each cluster is a star around its
-               smallest document: the one kept (pipeline/components.py)
-  roots        one task per partition: (document, kept document) rows, partitioned by the kept one's part
-  names        one task per partition: the kept documents' ids, read from their parts, partitioned by the
-               dropped document's part
+  buckets      one task per partition: documents sharing a bucket become candidate pairs, which must
+               agree in sketch (read row by row); the verified edges go out partitioned by node, and
+               "exact"/"same id" flags partitioned by part
+  components, roots, centers, names
+               one task per partition each: clusters, and in each the documents kept and what every other
+               is a duplicate of (pipeline/dedup_clusters.py)
   dedup        one task per part (the output folder): kept and excluded documents, with their cluster
 
 A document is numbered part << 32 | row, parts in input order (the `--against` corpus first), so the
@@ -30,47 +28,28 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipeline import dedup_clusters as clusters
 from pipeline import exchange, storage
-from pipeline.components import (
-    EDGE,
-    large_star,
-    make_edges,
-    partition_of,
-    small_star,
-    star_roots,
-    star_violations,
-)
+from pipeline.components import make_edges, partition_of
 from pipeline.config import UsageError
 from pipeline.dedup import DedupConfig, estimated_jaccard, hash_strings, sketch
+from pipeline.dedup_clusters import Part, doc_numbers, partition, partitions, sketch_rows
 from pipeline.documents import read_documents
 from pipeline.stage import Stage, StageResult, TaskInput, TaskRun, run_stage, with_upstream
 from pipeline.stage_folder import StageIndex, read_stage
 
 VERSION = f"2 pyarrow={version('pyarrow')}"
 BATCH = 512  # documents sketched at once
-MAX_ROUNDS = 100
+MAX_ROUNDS = 100  # Large/Small-Star needs O(log^2 n); a 100,000-document path took 27
 NEAR, EXACT, SAME_ID = 0, 1, 2  # bucket kinds; also the flag bits of EXACT and SAME_ID
 BAND = np.dtype([("bucket", "<u8"), ("row", "<u4"), ("kind", "u1")])
 FLAG = np.dtype([("doc", "<i8"), ("flag", "u1")])
-LABEL = np.dtype([("doc", "<i8"), ("root", "<i8"), ("similar", "u1")])
 REASONS = {SAME_ID: "duplicate_id", EXACT: "exact_duplicate", NEAR: "near_duplicate"}
 
 
 def default_partitions(docs: int) -> int:
     """sqrt(docs / 1000): 5 for 20k documents, 1,732 for 3 billion (1.7M documents a partition)."""
     return max(1, min(4096, math.ceil(math.sqrt(docs / 1000))))
-
-
-@dataclasses.dataclass(frozen=True)
-class Part:
-    number: int
-    key: str
-    docs: str  # the part's documents
-    signatures: str  # the folder holding its sketch and band files
-
-
-def _doc(part: int, rows: np.ndarray) -> np.ndarray:
-    return (np.int64(part) << np.int64(32)) | rows.astype(np.int64)
 
 
 # --- signatures -------------------------------------------------------------------------------------------
@@ -97,7 +76,7 @@ def _signatures(run: TaskRun) -> None:
             bands.append(recs)
             rows += n
     recs = np.concatenate(bands) if bands else np.zeros(0, BAND)
-    P = _partitions(run)
+    P = partitions(run)
     exchange.write_sections(
         run.output(f"bands-{run.key}.bin"), recs, partition_of(recs["bucket"].view(np.int64), P), P
     )
@@ -106,28 +85,6 @@ def _signatures(run: TaskRun) -> None:
 
 
 # --- buckets ----------------------------------------------------------------------------------------------
-
-
-def _partition(run: TaskRun) -> int:
-    return int(run.identity["partition"])
-
-
-def _partitions(run: TaskRun) -> int:
-    # in the input's identity, not the config: a count derived from the corpus size follows the corpus,
-    # so a grown corpus is a changed input (redone) rather than a changed config (refused)
-    return int(run.identity["partitions"])
-
-
-def _sketch_rows(parts: list[Part], docs: np.ndarray, bins: int) -> np.ndarray:
-    """Sketches of the given document numbers, (len, bins) uint8, read part by part."""
-    out = np.empty((len(docs), bins), dtype=np.uint8)
-    part_of = docs >> 32
-    for part in np.unique(part_of):
-        at = np.flatnonzero(part_of == part)
-        p = parts[part]
-        url = storage.join(p.signatures, f"sketch-{p.key}.bin")
-        out[at] = exchange.read_rows(url, docs[at] & 0xFFFFFFFF, bins)
-    return out
 
 
 def candidate_pairs(doc: np.ndarray, bucket: np.ndarray, kind: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -156,7 +113,7 @@ def _similar(parts: list[Part], a: np.ndarray, b: np.ndarray, cfg: DedupConfig) 
         return np.zeros(0, dtype=bool)
     pairs, pair_of = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
     nodes, node_of = np.unique(pairs, return_inverse=True)
-    sketches = _sketch_rows(parts, nodes, cfg.bins)
+    sketches = sketch_rows(parts, nodes, cfg.bins)
     node_of = node_of.reshape(-1, 2)
     agree = estimated_jaccard(sketches[node_of[:, 0]], sketches[node_of[:, 1]]) >= cfg.threshold
     return agree[pair_of.ravel()]
@@ -165,9 +122,11 @@ def _similar(parts: list[Part], a: np.ndarray, b: np.ndarray, cfg: DedupConfig) 
 def _buckets(run: TaskRun) -> None:
     cfg: DedupConfig = run.config
     parts: list[Part] = run.context
-    p = _partition(run)
+    p = partition(run)
     pieces = exchange.read_sections([storage.join(q.signatures, f"bands-{q.key}.bin") for q in parts], p)
-    doc = np.concatenate([_doc(q.number, piece["row"]) for q, piece in zip(parts, pieces, strict=True)])
+    doc = np.concatenate(
+        [doc_numbers(q.number, piece["row"]) for q, piece in zip(parts, pieces, strict=True)]
+    )
     recs = np.concatenate(pieces) if pieces else np.zeros(0, BAND)
     a, b, kind = candidate_pairs(doc, recs["bucket"], recs["kind"])
     # the same record given twice goes whatever its text; exact and near pairs must agree in sketch too
@@ -183,71 +142,9 @@ def _buckets(run: TaskRun) -> None:
     edges = np.unique(
         make_edges(np.concatenate([a[linked], b[linked]]), np.concatenate([b[linked], a[linked]]))
     )
-    P = _partitions(run)
+    P = partitions(run)
     exchange.write_sections(run.output(f"edges-{run.key}.bin"), edges, partition_of(edges["src"], P), P)
     exchange.write_sections(run.output(f"flags-{run.key}.bin"), flags, (flags["doc"] >> 32) % P, P)
-
-
-# --- components -------------------------------------------------------------------------------------------
-
-
-def _star_round(run: TaskRun) -> None:
-    step, sources = run.context
-    edges = exchange.read_section(sources, _partition(run), EDGE)
-    run.result["violations"] = star_violations(edges)
-    out = large_star(edges) if step == "large" else small_star(edges)
-    P = _partitions(run)
-    exchange.write_sections(run.output(f"edges-{run.key}.bin"), out, partition_of(out["src"], P), P)
-
-
-def _roots(run: TaskRun) -> None:
-    """(document, kept document) rows; each checked against the kept document's sketch, because a cluster
-    is transitive and its far end (A~B~C) may be no near duplicate of the document kept."""
-    cfg: DedupConfig = run.config
-    parts, sources = run.context
-    edges = exchange.read_section(sources, _partition(run), EDGE)
-    leaves = star_roots(edges)  # (leaf, root); roots are the sources with only larger neighbours
-    roots = np.unique(edges["src"][~np.isin(edges["src"], leaves["src"])])
-    similar = np.zeros(len(leaves), dtype=bool)
-    if len(leaves):
-        nodes, inverse = np.unique(np.stack([leaves["src"], leaves["dst"]], axis=1), return_inverse=True)
-        sketches = _sketch_rows(parts, nodes, cfg.bins)
-        inverse = inverse.reshape(-1, 2)
-        similar = estimated_jaccard(sketches[inverse[:, 0]], sketches[inverse[:, 1]]) >= cfg.threshold
-    labels = np.empty(len(leaves) + len(roots), dtype=LABEL)
-    labels["doc"] = np.concatenate([leaves["src"], roots])
-    labels["root"] = np.concatenate([leaves["dst"], roots])
-    labels["similar"] = np.concatenate([similar, np.ones(len(roots), dtype=bool)])
-    run.stats.add("clustered", len(leaves))
-    run.stats.add("not_similar_to_kept", int((~similar).sum()))
-    P = _partitions(run)
-    exchange.write_sections(run.output(f"labels-{run.key}.bin"), labels, (labels["root"] >> 32) % P, P)
-
-
-def _names(run: TaskRun) -> None:
-    parts, sources = run.context
-    labels = exchange.read_section(sources, _partition(run), LABEL)
-    names = np.empty(len(labels), dtype=object)
-    root_part = labels["root"] >> 32
-    for part in np.unique(root_part):
-        at = np.flatnonzero(root_part == part)
-        fs, path = storage.filesystem(parts[part].docs)
-        ids = np.array(
-            pq.read_table(path, columns=["id"], filesystem=fs).column("id").to_pylist(), dtype=object
-        )
-        names[at] = ids[labels["root"][at] & 0xFFFFFFFF]
-    encoded = [n.encode("utf-8") for n in names]
-    width = max((len(n) for n in encoded), default=1) or 1
-    fields = [("doc", "<i8"), ("root", "<i8"), ("similar", "u1"), ("root_id", f"S{width}")]
-    out = np.empty(len(labels), dtype=fields)
-    out["doc"], out["root"], out["similar"], out["root_id"] = (
-        labels["doc"],
-        labels["root"],
-        labels["similar"],
-        encoded,
-    )
-    P = _partitions(run)
-    exchange.write_sections(run.output(f"names-{run.key}.bin"), out, (out["doc"] >> 32) % P, P)
 
 
 # --- the deduplicated documents ---------------------------------------------------------------------------
@@ -256,7 +153,7 @@ def _names(run: TaskRun) -> None:
 def _write(run: TaskRun) -> None:
     names_urls, flag_urls = run.context
     part = int(run.identity["part"])
-    section = part % _partitions(run)
+    section = part % partitions(run)
     named = exchange.read_section(names_urls, section)
     named = named[(named["doc"] >> 32) == part]
     flags = exchange.read_section(flag_urls, section, FLAG)
@@ -265,9 +162,9 @@ def _write(run: TaskRun) -> None:
     for d, f in zip((flags["doc"] & 0xFFFFFFFF).tolist(), flags["flag"].tolist(), strict=True):
         flag_of[d] = max(flag_of.get(d, NEAR), f)
     label = {
-        int(d & 0xFFFFFFFF): (int(r), bool(sim), rid.decode("utf-8"))
-        for d, r, sim, rid in zip(
-            named["doc"], named["root"], named["similar"], named["root_id"], strict=True
+        int(d & 0xFFFFFFFF): (int(d) == int(c), r.decode("utf-8"), c_id.decode("utf-8"))
+        for d, c, r, c_id in zip(
+            named["doc"], named["center"], named["root_id"], named["center_id"], strict=True
         )
     }
     with run.documents() as sink:
@@ -277,15 +174,14 @@ def _write(run: TaskRun) -> None:
             if got is None:
                 sink.keep(doc)
                 continue
-            root, similar, root_id = got
+            is_center, root_id, center_id = got
             reason = flag_of.get(row, NEAR)
-            if root == (part << 32 | row) or not (similar or reason == SAME_ID):
-                # the kept document of its cluster, or a member too far from it (A~B~C, A and C apart)
+            if is_center and reason != SAME_ID:  # the first of its cluster, or no near duplicate of any kept
                 doc.metadata["dedup"] = {"cluster": root_id}
-                sink.stats.add("kept_in_cluster" if root != (part << 32 | row) else "clusters")
                 sink.keep(doc)
-            else:
-                doc.metadata["dedup"] = {"cluster": root_id, "duplicate_of": root_id}
+            else:  # the same record twice goes even if its text changed: then for the cluster's first
+                kept = root_id if is_center else center_id
+                doc.metadata["dedup"] = {"cluster": root_id, "duplicate_of": kept}
                 sink.drop(doc, REASONS[reason])
 
 
@@ -382,14 +278,21 @@ def dedup(
         edges, upstream = _files(buckets, "edges"), _upstream(buckets)
         for r in range(1, MAX_ROUNDS + 1):
             step = "large" if r % 2 else "small"
-            done = waves.run("components", _star_round, (step, edges), upstream, f"components/{r:03d}-{step}")
+            done = waves.run(
+                "components", clusters.star_round, (step, edges), upstream, f"components/{r:03d}-{step}"
+            )
             if _violations(done) == 0:
                 break  # this round's input was already a forest of stars
             edges, upstream = _files(done, "edges"), _upstream(done)
         else:
             raise RuntimeError(f"components did not converge in {MAX_ROUNDS} rounds")
-        roots = waves.run("roots", _roots, (parts, edges), upstream, "roots")
-        names = waves.run("names", _names, (parts, _files(roots, "labels")), _upstream(roots), "names")
+        roots = waves.run("roots", clusters.roots, edges, upstream, "roots")
+        centers = waves.run(
+            "centers", clusters.centers, (parts, _files(roots, "links")), _upstream(roots), "centers"
+        )
+        names = waves.run(
+            "names", clusters.names, (parts, _files(centers, "labels")), _upstream(centers), "names"
+        )
     except _Unfinished as e:
         return _unfinished(e.result, output)
     writer = Stage("dedup", VERSION, _write, cfg, context=(_files(names, "names"), _files(buckets, "flags")))

@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.config import UsageError
 from pipeline.dedup import DedupConfig, estimated_jaccard, exact_key, shingle_hashes, sketch
+from pipeline.dedup_clusters import assign_centers
 from pipeline.dedup_stages import EXACT, NEAR, candidate_pairs, dedup, default_partitions
 from pipeline.documents import Document
 from tests.pipeline.conftest import DATA, document_folder, read_jsonl_gz
@@ -118,6 +119,27 @@ def test_candidate_pairs_stay_linear_in_a_bucket():
     # the same bucket value under another kind is another bucket, and a bucket of one gives nothing
     near = [(3, 1), (5, 1), (5, 3), (7, 1), (7, 5)]
     assert got == sorted([(x, y, NEAR) for x, y in near] + [(4, 2, EXACT), (8, 2, EXACT)])
+
+
+def test_centers_keep_the_far_end_of_a_chain_and_what_only_it_resembles():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, 2048, dtype=np.uint8)
+
+    def edit(s, share):
+        out = s.copy()
+        at = rng.choice(len(s), int(share * len(s)), replace=False)
+        out[at] = rng.integers(0, 256, len(at), dtype=np.uint8)
+        return out
+
+    b = edit(a, 0.12)  # B ~ A, C ~ B, C not ~ A; D = C; E ~ A; F alone with G (a pair)
+    c = edit(b, 0.12)
+    f = rng.integers(0, 256, 2048, dtype=np.uint8)
+    sketches = np.stack([a, b, c, c, edit(a, 0.05), f, edit(f, 0.05)])
+    root = np.array([0, 0, 0, 0, 0, 5, 5])
+    doc = np.arange(7)
+    assert assign_centers(root, doc, sketches, 0.8).tolist() == [0, 0, 2, 2, 0, 5, 5]
+    unlike = np.stack([f, a])  # a pair that does not agree: both kept
+    assert assign_centers(np.array([0, 0]), np.array([0, 1]), unlike, 0.8).tolist() == [0, 1]
 
 
 # --- the stage --------------------------------------------------------------------------------------------

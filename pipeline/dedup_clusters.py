@@ -1,0 +1,151 @@
+"""From verified duplicate edges to each document's kept document, one partition per task.
+
+  components  Large-Star / Small-Star rounds until each cluster is a star around its smallest document
+              (pipeline/components.py); edges stay partitioned by node
+  roots       (member, smallest) rows, re-partitioned by the smallest: each task then holds whole clusters
+  centers     each cluster is walked in input order against its sketches: a member that is a near duplicate
+              of a document kept so far goes (to the most similar one), any other is kept. A cluster is
+              transitive (A~B~C) but C need not be a near duplicate of A: it stays, and so does anything
+              only it is a near duplicate of. Every dropped document is a near duplicate of its kept one.
+  names       the ids of the kept documents and of each cluster's first, read from their parts
+
+A document is numbered part << 32 | row, parts in input order, so a cluster's smallest number is its first
+document in input order: its id names the cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from pipeline import exchange, storage
+from pipeline.components import EDGE, large_star, partition_of, small_star, star_roots, star_violations
+from pipeline.dedup import DedupConfig, estimated_jaccard
+from pipeline.stage import TaskRun
+
+LINK = np.dtype([("doc", "<i8"), ("root", "<i8")])
+LABEL = np.dtype([("doc", "<i8"), ("root", "<i8"), ("center", "<i8")])
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    number: int
+    key: str
+    docs: str  # the part's documents
+    signatures: str  # the folder holding its sketch and band files
+
+
+def doc_numbers(part: int, rows: np.ndarray) -> np.ndarray:
+    return (np.int64(part) << np.int64(32)) | rows.astype(np.int64)
+
+
+def partition(run: TaskRun) -> int:
+    return int(run.identity["partition"])
+
+
+def partitions(run: TaskRun) -> int:
+    # in the input's identity, not the config: a count derived from the corpus size follows the corpus,
+    # so a grown corpus is a changed input (redone) rather than a changed config (refused)
+    return int(run.identity["partitions"])
+
+
+def sketch_rows(parts: list[Part], docs: np.ndarray, bins: int) -> np.ndarray:
+    """Sketches of the given document numbers, (len, bins) uint8, read part by part."""
+    out = np.empty((len(docs), bins), dtype=np.uint8)
+    part_of = docs >> 32
+    for number in np.unique(part_of):
+        at = np.flatnonzero(part_of == number)
+        part = parts[number]
+        url = storage.join(part.signatures, f"sketch-{part.key}.bin")
+        out[at] = exchange.read_rows(url, docs[at] & 0xFFFFFFFF, bins)
+    return out
+
+
+def star_round(run: TaskRun) -> None:
+    step, sources = run.context
+    edges = exchange.read_section(sources, partition(run), EDGE)
+    run.result["violations"] = star_violations(edges)
+    out = large_star(edges) if step == "large" else small_star(edges)
+    P = partitions(run)
+    exchange.write_sections(run.output(f"edges-{run.key}.bin"), out, partition_of(out["src"], P), P)
+
+
+def roots(run: TaskRun) -> None:
+    edges = exchange.read_section(run.context, partition(run), EDGE)
+    leaves = star_roots(edges)  # (leaf, root); a root is a source with only larger neighbours
+    heads = np.unique(edges["src"][~np.isin(edges["src"], leaves["src"])])
+    links = np.empty(len(leaves) + len(heads), dtype=LINK)
+    links["doc"] = np.concatenate([leaves["src"], heads])
+    links["root"] = np.concatenate([leaves["dst"], heads])
+    P = partitions(run)
+    exchange.write_sections(run.output(f"links-{run.key}.bin"), links, partition_of(links["root"], P), P)
+
+
+def assign_centers(root: np.ndarray, doc: np.ndarray, sketches: np.ndarray, threshold: float) -> np.ndarray:
+    """The kept document (center) of each member, for members sorted by (root, doc), roots first.
+
+    Pairs (most clusters) in one vectorised step; a larger cluster member by member against the centers
+    chosen so far, so the cost is members x centers: a cluster of a million near-identical pages has one.
+    """
+    center = doc.copy()
+    first = np.ones(len(doc), dtype=bool)
+    first[1:] = root[1:] != root[:-1]
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, len(doc)))
+    pairs = starts[sizes == 2]
+    similar = estimated_jaccard(sketches[pairs], sketches[pairs + 1]) >= threshold
+    center[pairs[similar] + 1] = doc[pairs[similar]]
+    for start, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
+        kept = [start]
+        for i in range(start + 1, start + size):
+            est = estimated_jaccard(sketches[kept], sketches[i][None, :])
+            best = int(np.argmax(est))
+            if est[best] >= threshold:
+                center[i] = doc[kept[best]]
+            else:
+                kept.append(i)
+    return center
+
+
+def centers(run: TaskRun) -> None:
+    cfg: DedupConfig = run.config
+    parts, sources = run.context
+    links = exchange.read_section(sources, partition(run), LINK)
+    links = links[np.lexsort((links["doc"], links["root"]))]
+    center = assign_centers(
+        links["root"], links["doc"], sketch_rows(parts, links["doc"], cfg.bins), cfg.threshold
+    )
+    labels = np.empty(len(links), dtype=LABEL)
+    labels["doc"], labels["root"], labels["center"] = links["doc"], links["root"], center
+    run.stats.add("clustered", int((links["doc"] != links["root"]).sum()))
+    run.stats.add("kept_in_cluster", int(((center == links["doc"]) & (links["doc"] != links["root"])).sum()))
+    P = partitions(run)
+    exchange.write_sections(run.output(f"labels-{run.key}.bin"), labels, (labels["root"] >> 32) % P, P)
+
+
+def _ids(parts: list[Part], docs: np.ndarray) -> list[bytes]:
+    """The UTF-8 ids of the given documents, each part's id column read once."""
+    out: list[bytes] = [b""] * len(docs)
+    part_of = docs >> 32
+    for number in np.unique(part_of):
+        at = np.flatnonzero(part_of == number)
+        fs, path = storage.filesystem(parts[number].docs)
+        ids = pq.read_table(path, columns=["id"], filesystem=fs).column("id").to_pylist()
+        for i, row in zip(at.tolist(), (docs[at] & 0xFFFFFFFF).tolist(), strict=True):
+            out[i] = ids[row].encode("utf-8")
+    return out
+
+
+def names(run: TaskRun) -> None:
+    parts, sources = run.context
+    labels = exchange.read_section(sources, partition(run), LABEL)
+    root_ids, center_ids = _ids(parts, labels["root"]), _ids(parts, labels["center"])
+    width = max((len(n) for n in root_ids + center_ids), default=1) or 1
+    out = np.empty(len(labels), dtype=[*LABEL.descr, ("root_id", f"S{width}"), ("center_id", f"S{width}")])
+    for name in LABEL.names:
+        out[name] = labels[name]
+    out["root_id"], out["center_id"] = root_ids, center_ids
+    P = partitions(run)
+    exchange.write_sections(run.output(f"names-{run.key}.bin"), out, (out["doc"] >> 32) % P, P)
