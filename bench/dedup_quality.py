@@ -11,12 +11,13 @@ reaches the threshold. Pairs are taken within each labelled cluster, plus every 
 Speed: `pipeline.dedup.sketch` over the WCXB dev pages (MB of UTF-8 text per second, one core) against
 datasketch's MinHash with one `update` per shingle (the way its docs use it), same run, same pages.
 
-    .venv/bin/python bench/dedup_quality.py [--threshold 0.8] [--bands 16 --rows 6] [--partitions 3]
+    .venv/bin/python bench/dedup_quality.py [--seeds 1,2,3,4,5] [--threshold 0.8] [--bands 16 --rows 6]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import gzip
 import itertools
@@ -143,40 +144,58 @@ def main() -> None:
     ap.add_argument("--bins", type=int, default=defaults.bins)
     ap.add_argument("--bands", type=int, default=defaults.bands)
     ap.add_argument("--rows", type=int, default=defaults.rows)
+    ap.add_argument(
+        "--seeds", default="1,2,3,4,5", help="hash seeds: a figure is reported per seed and averaged"
+    )
     ap.add_argument("--partitions", type=int, default=3, help="partitions (several, to exercise the shuffle)")
     ap.add_argument("--anchor-docs", type=int, default=200, help="pages datasketch signs (speed only)")
     args = ap.parse_args()
     if not os.path.exists(DATA):
         sys.exit(f"skipped: {DATA} not found (the shared data folder is absent)")
-    cfg = DedupConfig(
-        threshold=args.threshold, bins=args.bins, bands=args.bands, rows=args.rows, partitions=args.partitions
-    )
     rows = read_jsonl(DATA)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    keys = ("drop_precision", "pairs_resolved", "precision", "recall")
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         document_folder(rows, f"{tmp}/docs")
-        start = time.perf_counter()
-        result = dedup(f"{tmp}/docs", f"{tmp}/dedup", cfg)
-        seconds = time.perf_counter() - start
-        if not result.complete:
-            sys.exit(f"dedup failed: {result.failed[:3]}")
-        s = score(rows, output_clusters(f"{tmp}/dedup"), cfg.threshold, cfg.ngram)
+        for seed in [int(x) for x in args.seeds.split(",")]:
+            cfg = DedupConfig(
+                threshold=args.threshold,
+                bins=args.bins,
+                bands=args.bands,
+                rows=args.rows,
+                seed=seed,
+                partitions=args.partitions,
+            )
+            start = time.perf_counter()
+            result = dedup(f"{tmp}/docs", f"{tmp}/dedup-{seed}", cfg)
+            seconds = time.perf_counter() - start
+            if not result.complete:
+                sys.exit(f"dedup failed: {result.failed[:3]}")
+            s = score(rows, output_clusters(f"{tmp}/dedup-{seed}"), cfg.threshold, cfg.ngram)
+            runs.append({"seed": seed, "stage_seconds": round(seconds, 2), **s})
+            print(
+                f"seed {seed}: drops precision {s['drop_precision']:.4f} ({s['dropped']} dropped), "
+                f"true pairs resolved {s['pairs_resolved']:.4f} (of {s['true_pairs']}); pairs given one kept "
+                "document: "
+                f"precision {s['precision']:.4f} recall {s['recall']:.4f}; stage {seconds:.1f} s"
+            )
+    mean = {k: sum(r[k] for r in runs) / len(runs) for k in keys}
+    low = {k: min(r[k] for r in runs) for k in keys}
+    print(f"{len(rows)} labelled docs, {dataclasses.replace(cfg, seed=0)} (seed 0: varied)")
+    print(
+        f"mean of {len(runs)} seeds: drop precision {mean['drop_precision']:.4f} "
+        f"(lowest {low['drop_precision']:.4f}), true pairs resolved {mean['pairs_resolved']:.4f} "
+        f"(lowest {low['pairs_resolved']:.4f})"
+    )
+    print(f"pairs given one kept document: precision {mean['precision']:.4f}  recall {mean['recall']:.4f}")
     speed = sketch_speed(cfg, args.anchor_docs)
-    print(f"{s['docs']} labelled docs, {cfg}; stage {seconds:.1f} s")
-    print(
-        f"drops: precision {s['drop_precision']:.4f} ({s['dropped']} dropped), true pairs resolved "
-        f"{s['pairs_resolved']:.4f} (of {s['true_pairs']})"
-    )
-    print(
-        f"pairs given one kept document: precision {s['precision']:.4f}  recall {s['recall']:.4f}"
-        f"  (predicted pairs {s['predicted_pairs']})"
-    )
     print(
         f"sketch: {speed['ours_mb_s']:.1f} MB/s per core on {speed['mb']:.1f} MB of pages; datasketch "
         f"(update per shingle, 128 permutations) {speed['anchor_mb_s']:.2f} MB/s: "
         f"ratio {speed['ours_mb_s'] / speed['anchor_mb_s']:.0f}x"
     )
-    print(json.dumps({**s, **speed, "stage_seconds": round(seconds, 2)}))
+    print(json.dumps({"mean": mean, "lowest": low, "runs": runs, **speed}))
 
 
 if __name__ == "__main__":

@@ -123,17 +123,17 @@ def test_candidate_pairs_stay_linear_in_a_bucket():
 
 def test_centers_keep_the_far_end_of_a_chain_and_what_only_it_resembles():
     rng = np.random.default_rng(0)
-    a = rng.integers(0, 256, 2048, dtype=np.uint8)
+    a = rng.integers(1, 256, 2048, dtype=np.uint8)
 
     def edit(s, share):
         out = s.copy()
         at = rng.choice(len(s), int(share * len(s)), replace=False)
-        out[at] = rng.integers(0, 256, len(at), dtype=np.uint8)
+        out[at] = rng.integers(1, 256, len(at), dtype=np.uint8)
         return out
 
     b = edit(a, 0.12)  # B ~ A, C ~ B, C not ~ A; D = C; E ~ A; F alone with G (a pair)
     c = edit(b, 0.12)
-    f = rng.integers(0, 256, 2048, dtype=np.uint8)
+    f = rng.integers(1, 256, 2048, dtype=np.uint8)
     sketches = np.stack([a, b, c, c, edit(a, 0.05), f, edit(f, 0.05)])
     root = np.array([0, 0, 0, 0, 0, 5, 5])
     doc = np.arange(7)
