@@ -298,3 +298,16 @@ def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         est = (agree - both / 255) / (n * (1 - 1 / 255))
     return np.clip(np.where(n > 0, est, 1.0), 0.0, 1.0)
+
+
+def agree(sketches: np.ndarray, i: np.ndarray, j: np.ndarray, threshold: float) -> np.ndarray:
+    """Whether the sketches of rows i and j agree at the threshold, pair by pair, a block of pairs at a
+    time: the comparison's temporaries stay a few MB however many pairs a task verifies."""
+    out = np.zeros(len(i), dtype=bool)
+    for at in range(0, len(i), _BLOCK):
+        rows = slice(at, at + _BLOCK)
+        out[rows] = estimated_jaccard(sketches[i[rows]], sketches[j[rows]]) >= threshold
+    return out
+
+
+_BLOCK = 2048

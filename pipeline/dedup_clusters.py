@@ -22,11 +22,12 @@ import pyarrow.parquet as pq
 
 from pipeline import exchange, storage
 from pipeline.components import EDGE, large_star, partition_of, small_star, star_roots, star_violations
-from pipeline.dedup import DedupConfig, estimated_jaccard
+from pipeline.dedup import DedupConfig, agree, estimated_jaccard
 from pipeline.stage import TaskRun
 
 LINK = np.dtype([("doc", "<i8"), ("root", "<i8")])
 LABEL = np.dtype([("doc", "<i8"), ("root", "<i8"), ("center", "<i8")])
+MEMBERS_AT_ONCE = 65_536  # cluster members whose sketches a centers task holds at once (128 MB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +96,7 @@ def assign_centers(root: np.ndarray, doc: np.ndarray, sketches: np.ndarray, thre
     starts = np.flatnonzero(first)
     sizes = np.diff(np.append(starts, len(doc)))
     pairs = starts[sizes == 2]
-    similar = estimated_jaccard(sketches[pairs], sketches[pairs + 1]) >= threshold
+    similar = agree(sketches, pairs, pairs + 1, threshold)
     center[pairs[similar] + 1] = doc[pairs[similar]]
     for start, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
         kept = [start]
@@ -109,14 +110,31 @@ def assign_centers(root: np.ndarray, doc: np.ndarray, sketches: np.ndarray, thre
     return center
 
 
+def _whole_clusters(root: np.ndarray, size: int) -> list[slice]:
+    """Slices of about `size` rows of root-sorted members that never split a cluster (a larger cluster is
+    a slice of its own)."""
+    starts = np.flatnonzero(np.concatenate([[True], root[1:] != root[:-1]]))
+    cuts, at = [], 0
+    while at < len(root):
+        end = at + size
+        if end < len(root):
+            later = starts[starts >= end]
+            end = int(later[0]) if len(later) else len(root)
+            end = max(end, at + 1)
+        cuts.append(slice(at, min(end, len(root))))
+        at = min(end, len(root))
+    return cuts
+
+
 def centers(run: TaskRun) -> None:
     cfg: DedupConfig = run.config
     parts, sources = run.context
     links = exchange.read_section(sources, partition(run), LINK)
     links = links[np.lexsort((links["doc"], links["root"]))]
-    center = assign_centers(
-        links["root"], links["doc"], sketch_rows(parts, links["doc"], cfg.bins), cfg.threshold
-    )
+    center = np.empty(len(links), dtype=np.int64)
+    for rows in _whole_clusters(links["root"], MEMBERS_AT_ONCE):  # sketches of a block of clusters at a time
+        sketches = sketch_rows(parts, links["doc"][rows], cfg.bins)
+        center[rows] = assign_centers(links["root"][rows], links["doc"][rows], sketches, cfg.threshold)
     labels = np.empty(len(links), dtype=LABEL)
     labels["doc"], labels["root"], labels["center"] = links["doc"], links["root"], center
     run.stats.add("clustered", int((links["doc"] != links["root"]).sum()))

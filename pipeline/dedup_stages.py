@@ -32,7 +32,7 @@ from pipeline import dedup_clusters as clusters
 from pipeline import exchange, storage
 from pipeline.components import make_edges, partition_of
 from pipeline.config import UsageError
-from pipeline.dedup import DedupConfig, estimated_jaccard, hash_strings, sketch
+from pipeline.dedup import DedupConfig, agree, hash_strings, sketch
 from pipeline.dedup_clusters import Part, doc_numbers, partition, partitions, sketch_rows
 from pipeline.documents import read_documents
 from pipeline.stage import Stage, StageResult, TaskInput, TaskRun, run_stage, with_upstream
@@ -40,6 +40,7 @@ from pipeline.stage_folder import StageIndex, read_stage
 
 VERSION = f"2 pyarrow={version('pyarrow')}"
 BATCH = 512  # documents sketched at once
+PAIR_BLOCK = 32_768  # candidate pairs verified at once: at most 64k sketches (128 MB) in memory
 MAX_ROUNDS = 100  # Large/Small-Star needs O(log^2 n); a 100,000-document path took 27
 NEAR, EXACT, SAME_ID = 0, 1, 2  # bucket kinds; also the flag bits of EXACT and SAME_ID
 BAND = np.dtype([("bucket", "<u8"), ("row", "<u4"), ("kind", "u1")])
@@ -108,15 +109,18 @@ def candidate_pairs(doc: np.ndarray, bucket: np.ndarray, kind: np.ndarray) -> tu
 
 
 def _similar(parts: list[Part], a: np.ndarray, b: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """Whether each pair's sketches agree at the threshold; each distinct pair and sketch is read once."""
+    """Whether each pair's sketches agree at the threshold. Distinct pairs are verified a block at a time,
+    reading the sketches of that block's documents only, so memory stays bounded however many there are."""
     if not len(a):
         return np.zeros(0, dtype=bool)
     pairs, pair_of = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
-    nodes, node_of = np.unique(pairs, return_inverse=True)
-    sketches = sketch_rows(parts, nodes, cfg.bins)
-    node_of = node_of.reshape(-1, 2)
-    agree = estimated_jaccard(sketches[node_of[:, 0]], sketches[node_of[:, 1]]) >= cfg.threshold
-    return agree[pair_of.ravel()]
+    out = np.zeros(len(pairs), dtype=bool)
+    for at in range(0, len(pairs), PAIR_BLOCK):
+        nodes, node_of = np.unique(pairs[at : at + PAIR_BLOCK], return_inverse=True)
+        sketches = sketch_rows(parts, nodes, cfg.bins)
+        node_of = node_of.reshape(-1, 2)
+        out[at : at + PAIR_BLOCK] = agree(sketches, node_of[:, 0], node_of[:, 1], cfg.threshold)
+    return out[pair_of.ravel()]
 
 
 def _buckets(run: TaskRun) -> None:

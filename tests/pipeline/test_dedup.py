@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.config import UsageError
 from pipeline.dedup import DedupConfig, estimated_jaccard, exact_key, shingle_hashes, sketch
-from pipeline.dedup_clusters import assign_centers
+from pipeline.dedup_clusters import _whole_clusters, assign_centers
 from pipeline.dedup_stages import EXACT, NEAR, candidate_pairs, dedup, default_partitions
 from pipeline.documents import Document
 from tests.pipeline.conftest import DATA, document_folder, read_jsonl_gz
@@ -140,6 +140,13 @@ def test_centers_keep_the_far_end_of_a_chain_and_what_only_it_resembles():
     assert assign_centers(root, doc, sketches, 0.8).tolist() == [0, 0, 2, 2, 0, 5, 5]
     unlike = np.stack([f, a])  # a pair that does not agree: both kept
     assert assign_centers(np.array([0, 0]), np.array([0, 1]), unlike, 0.8).tolist() == [0, 1]
+
+
+def test_centers_read_sketches_a_block_of_whole_clusters_at_a_time():
+    root = np.array([1, 1, 1, 2, 2, 3, 4, 4, 4, 4, 5])
+    blocks = _whole_clusters(root, 2)
+    assert [(b.start, b.stop) for b in blocks] == [(0, 3), (3, 5), (5, 10), (10, 11)]  # no cluster is split
+    assert _whole_clusters(root, 100) == [slice(0, 11)] and _whole_clusters(root[:0], 5) == []
 
 
 # --- the stage --------------------------------------------------------------------------------------------
