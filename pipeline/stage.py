@@ -354,8 +354,15 @@ def _run_pending(
     stage_ref = ray.put(stage)
     queue, in_flight = deque(todo), {}
     flushed = time.monotonic()
+    # a log file (a Ray job's, CI's) gets a line every 30 s, not one per task
+    every = 0.1 if sys.stderr.isatty() else 30
     with tqdm(
-        total=result.tasks, initial=result.skipped, desc=stage.name, unit="task", file=sys.stderr
+        total=result.tasks,
+        initial=result.skipped,
+        desc=stage.name,
+        unit="task",
+        file=sys.stderr,
+        mininterval=every,
     ) as bar:
         try:
             while queue or in_flight:

@@ -274,7 +274,7 @@ def pretrain(
         file=sys.stderr,
         disable=not progress,
         dynamic_ncols=True,
-        mininterval=0.5,
+        mininterval=0.5 if sys.stderr.isatty() else 30,  # a log file gets a line every 30 s
     )
     model.train()
     with open(metrics_file, "a" if resume else "w") as metrics:
@@ -316,7 +316,9 @@ def pretrain(
                 row["elapsed_s"] = round(elapsed_before + time.perf_counter() - t_start, 2)
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
-                bar.set_postfix({k: row[k] for k in ("loss", "val_loss", "tokens_per_s") if k in row})
+                bar.set_postfix(
+                    {k: row[k] for k in ("loss", "val_loss", "tokens_per_s") if k in row}, refresh=False
+                )
                 t_log, steps_since_log = time.perf_counter(), 0  # eval time is not training time
             if step % cfg.checkpoint_interval == 0 or is_last:
                 t_save = time.perf_counter()
