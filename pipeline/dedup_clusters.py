@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from pipeline import exchange, storage
 from pipeline.components import EDGE, large_star, partition_of, small_star, star_roots, star_violations
-from pipeline.dedup import DedupConfig, agree, estimated_jaccard
+from pipeline.dedup import DedupConfig, estimated_jaccard, exact_jaccard, pair_estimates, shingle_hashes
 from pipeline.stage import TaskRun
 
 LINK = np.dtype([("doc", "<i8"), ("root", "<i8")])
@@ -84,29 +84,82 @@ def roots(run: TaskRun) -> None:
     exchange.write_sections(run.output(f"links-{run.key}.bin"), links, partition_of(links["root"], P), P)
 
 
-def assign_centers(root: np.ndarray, doc: np.ndarray, sketches: np.ndarray, threshold: float) -> np.ndarray:
+class ExactShingles:
+    """Exact shingle sets of single documents, read from their parts a row group at a time (the few
+    documents a sketch cannot place are read; a few row groups stay cached)."""
+
+    def __init__(self, parts: list[Part], cfg: DedupConfig) -> None:
+        self.parts, self.cfg = parts, cfg
+        self.groups: dict[tuple[int, int], list[str]] = {}
+        self.sets: dict[int, np.ndarray] = {}
+
+    def jaccard(self, a: int, b: int) -> float:
+        return exact_jaccard(self._set(a), self._set(b))
+
+    def _set(self, doc: int) -> np.ndarray:
+        if doc not in self.sets:
+            values, _, _ = shingle_hashes([self._text(doc)], self.cfg.ngram, self.cfg.seed)
+            self.sets[doc] = np.unique(values)
+        return self.sets[doc]
+
+    def _text(self, doc: int) -> str:
+        part, row = doc >> 32, doc & 0xFFFFFFFF
+        fs, path = storage.filesystem(self.parts[part].docs)
+        with fs.open(path, "rb") as f:
+            file = pq.ParquetFile(f)
+            ends = np.cumsum([file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)])
+            group = int(np.searchsorted(ends, row, side="right"))
+            if (part, group) not in self.groups:
+                if len(self.groups) >= 8:
+                    self.groups.pop(next(iter(self.groups)))
+                self.groups[part, group] = file.read_row_group(group, columns=["text"]).column(0).to_pylist()
+        first = int(ends[group - 1]) if group else 0
+        return self.groups[part, group][row - first] or ""
+
+
+def assign_centers(
+    root: np.ndarray,
+    doc: np.ndarray,
+    sketches: np.ndarray,
+    threshold: float,
+    exact: ExactShingles | None = None,
+    margin: float = 0.0,
+) -> np.ndarray:
     """The kept document (center) of each member, for members sorted by (root, doc), roots first.
 
     Pairs (most clusters) in one vectorised step; a larger cluster member by member against the centers
     chosen so far, so the cost is members x centers: a cluster of a million near-identical pages has one.
+    An estimate less than `margin` above the threshold is checked on the exact shingle sets (`exact`).
     """
+
+    def near(est: float, i: int, k: int) -> bool:
+        if est < threshold:
+            return False
+        return (
+            exact is None or est >= threshold + margin or exact.jaccard(int(doc[i]), int(doc[k])) >= threshold
+        )
+
     center = doc.copy()
     first = np.ones(len(doc), dtype=bool)
     first[1:] = root[1:] != root[:-1]
     starts = np.flatnonzero(first)
     sizes = np.diff(np.append(starts, len(doc)))
     pairs = starts[sizes == 2]
-    similar = agree(sketches, pairs, pairs + 1, threshold)
-    center[pairs[similar] + 1] = doc[pairs[similar]]
+    for p, est in zip(pairs.tolist(), pair_estimates(sketches, pairs, pairs + 1).tolist(), strict=True):
+        if near(est, p + 1, p):
+            center[p + 1] = doc[p]
     for start, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
         kept = [start]
         for i in range(start + 1, start + size):
             est = estimated_jaccard(sketches[kept], sketches[i][None, :])
-            best = int(np.argmax(est))
-            if est[best] >= threshold:
-                center[i] = doc[kept[best]]
-            else:
+            order = np.argsort(-est, kind="stable")  # the most similar kept document that truly is one
+            match = next(
+                (kept[k] for k in order[est[order] >= threshold] if near(float(est[k]), i, kept[k])), None
+            )
+            if match is None:
                 kept.append(i)
+            else:
+                center[i] = doc[match]
     return center
 
 
@@ -132,9 +185,12 @@ def centers(run: TaskRun) -> None:
     links = exchange.read_section(sources, partition(run), LINK)
     links = links[np.lexsort((links["doc"], links["root"]))]
     center = np.empty(len(links), dtype=np.int64)
+    exact = ExactShingles(parts, cfg) if cfg.exact_margin > 0 else None
     for rows in _whole_clusters(links["root"], MEMBERS_AT_ONCE):  # sketches of a block of clusters at a time
         sketches = sketch_rows(parts, links["doc"][rows], cfg.bins)
-        center[rows] = assign_centers(links["root"][rows], links["doc"][rows], sketches, cfg.threshold)
+        center[rows] = assign_centers(
+            links["root"][rows], links["doc"][rows], sketches, cfg.threshold, exact, cfg.exact_margin
+        )
     labels = np.empty(len(links), dtype=LABEL)
     labels["doc"], labels["root"], labels["center"] = links["doc"], links["root"], center
     run.stats.add("clustered", int((links["doc"] != links["root"]).sum()))

@@ -16,7 +16,7 @@ from pipeline.dedup import DedupConfig, estimated_jaccard, exact_key, shingle_ha
 from pipeline.dedup_clusters import _whole_clusters, assign_centers
 from pipeline.dedup_stages import EXACT, NEAR, candidate_pairs, dedup, default_partitions
 from pipeline.documents import Document
-from tests.pipeline.conftest import DATA, document_folder, read_jsonl_gz
+from tests.pipeline.conftest import DATA, SHARED, document_folder, needs_shared, read_jsonl_gz
 
 WORD_RE = re.compile(r"\w+")
 
@@ -327,6 +327,19 @@ def test_a_grown_corpus_is_redone_without_overwrite(ray_head, tmp_path, labelled
     grown = dedup(str(tmp_path / "docs"), str(tmp_path / "out"), DedupConfig())
     assert grown.complete and grown.stats.counters["docs_in"] == first.stats.counters["docs_in"] + len(more)
     assert grown.stats.counters["docs_out"] == first.stats.counters["docs_out"]  # the copies all go
+
+
+@needs_shared
+def test_a_drop_the_sketch_cannot_place_is_checked_on_the_exact_shingles(ray_head, tmp_path):
+    """c21-2 is a 0.799 near copy of c21-0 that the seed-1 sketch estimates at 0.801."""
+    rows = {r["id"]: r for r in read_jsonl_gz(SHARED / "dedup" / "neardup-dev.jsonl.gz")}
+    pair = [Document(id=i, text=rows[i]["text"]) for i in ("c21-0", "c21-2")]
+    assert 0.79 < true_jaccard(pair[0].text, pair[1].text) < 0.8
+    document_folder([pair], str(tmp_path / "docs"))
+    sketch_only = dedup(str(tmp_path / "docs"), str(tmp_path / "a"), DedupConfig(exact_margin=0))
+    checked = dedup(str(tmp_path / "docs"), str(tmp_path / "b"), DedupConfig())
+    assert sketch_only.stats.dropped == {"near_duplicate": 1}  # what the sketch alone says
+    assert not checked.stats.dropped and outcome(tmp_path / "b")["c21-2"] == ("kept", "c21-0", "")
 
 
 def test_default_partitions_grow_with_the_corpus():
