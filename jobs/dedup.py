@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bands", type=int, default=None, help="LSH bands")
     p.add_argument("--rows", type=int, default=None, help="bins per LSH band")
     p.add_argument(
+        "--exact-margin",
+        type=float,
+        default=None,
+        help="a drop estimated less than this above the threshold is checked on the exact shingle sets "
+        "(default 0.03; 0: trust the sketch)",
+    )
+    p.add_argument(
         "--partitions",
         type=int,
         default=None,
@@ -47,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def _run(args: argparse.Namespace):
-        names = ("threshold", "ngram", "bins", "bands", "rows", "partitions")
+        names = ("threshold", "ngram", "bins", "bands", "rows", "exact_margin", "partitions")
         cfg = stage_config(DedupConfig, "dedup", args.config, {k: getattr(args, k) for k in names})
         return dedup(args.input, args.output, cfg, args.overwrite, against=args.against)
 
