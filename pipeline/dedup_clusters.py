@@ -85,16 +85,42 @@ def roots(run: TaskRun) -> None:
 
 
 class ExactShingles:
-    """Exact shingle sets of single documents, read from their parts a row group at a time (the few
-    documents a sketch cannot place are read; a few row groups stay cached)."""
+    """Exact shingle sets of single documents, read from their parts a row group at a time: only the few
+    documents a sketch cannot place are read, and the last few row groups stay cached."""
+
+    GROUPS_CACHED = 8
 
     def __init__(self, parts: list[Part], cfg: DedupConfig) -> None:
         self.parts, self.cfg = parts, cfg
+        self.ends: dict[int, np.ndarray] = {}  # part -> cumulative row counts of its row groups
         self.groups: dict[tuple[int, int], list[str]] = {}
         self.sets: dict[int, np.ndarray] = {}
+        self.checks = 0
 
     def jaccard(self, a: int, b: int) -> float:
+        self.checks += 1
         return exact_jaccard(self._set(a), self._set(b))
+
+    def prefetch(self, docs: np.ndarray) -> None:
+        """Read the shingle sets of these documents ahead, each part opened once and each row group it
+        needs read once (a walk then rarely reads on its own)."""
+        docs = np.unique(docs)
+        for part in np.unique(docs >> 32):
+            rows = docs[(docs >> 32) == part] & 0xFFFFFFFF
+            fs, path = storage.filesystem(self.parts[part].docs)
+            with fs.open(path, "rb") as f:
+                file = pq.ParquetFile(f)
+                ends = np.cumsum([file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)])
+                groups = np.searchsorted(ends, rows, side="right")
+                for group in np.unique(groups):
+                    texts = file.read_row_group(int(group), columns=["text"]).column(0)
+                    first = int(ends[group - 1]) if group else 0
+                    wanted = rows[groups == group]
+                    values, starts, _ = shingle_hashes(
+                        texts.take(wanted - first), self.cfg.ngram, self.cfg.seed
+                    )
+                    for k, row in enumerate(wanted.tolist()):
+                        self.sets[int(part) << 32 | row] = np.unique(values[starts[k] : starts[k + 1]])
 
     def _set(self, doc: int) -> np.ndarray:
         if doc not in self.sets:
@@ -105,16 +131,30 @@ class ExactShingles:
     def _text(self, doc: int) -> str:
         part, row = doc >> 32, doc & 0xFFFFFFFF
         fs, path = storage.filesystem(self.parts[part].docs)
-        with fs.open(path, "rb") as f:
-            file = pq.ParquetFile(f)
-            ends = np.cumsum([file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)])
-            group = int(np.searchsorted(ends, row, side="right"))
-            if (part, group) not in self.groups:
-                if len(self.groups) >= 8:
-                    self.groups.pop(next(iter(self.groups)))
-                self.groups[part, group] = file.read_row_group(group, columns=["text"]).column(0).to_pylist()
-        first = int(ends[group - 1]) if group else 0
-        return self.groups[part, group][row - first] or ""
+        if part not in self.ends:
+            meta = pq.read_metadata(path, filesystem=fs)
+            self.ends[part] = np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+        ends = self.ends[part]
+        group = int(np.searchsorted(ends, row, side="right"))
+        if (part, group) not in self.groups:
+            if len(self.groups) >= self.GROUPS_CACHED:
+                self.groups.pop(next(iter(self.groups)))
+            with fs.open(path, "rb") as f:
+                texts = pq.ParquetFile(f).read_row_group(group, columns=["text"]).column(0)
+            self.groups[part, group] = texts.to_pylist()
+        return self.groups[part, group][row - (int(ends[group - 1]) if group else 0)] or ""
+
+
+class _Undecided:
+    """Stands in for ExactShingles in a first walk: trusts the sketch and notes which documents an exact
+    check would read."""
+
+    def __init__(self) -> None:
+        self.docs: list[int] = []
+
+    def jaccard(self, a: int, b: int) -> float:
+        self.docs += [a, b]
+        return 1.0
 
 
 def assign_centers(
@@ -122,7 +162,7 @@ def assign_centers(
     doc: np.ndarray,
     sketches: np.ndarray,
     threshold: float,
-    exact: ExactShingles | None = None,
+    exact: ExactShingles | _Undecided | None = None,
     margin: float = 0.0,
 ) -> np.ndarray:
     """The kept document (center) of each member, for members sorted by (root, doc), roots first.
@@ -188,12 +228,19 @@ def centers(run: TaskRun) -> None:
     exact = ExactShingles(parts, cfg) if cfg.exact_margin > 0 else None
     for rows in _whole_clusters(links["root"], MEMBERS_AT_ONCE):  # sketches of a block of clusters at a time
         sketches = sketch_rows(parts, links["doc"][rows], cfg.bins)
+        if exact is not None:  # read the texts an exact check will want in one pass per part, not one by one
+            undecided = _Undecided()
+            assign_centers(
+                links["root"][rows], links["doc"][rows], sketches, cfg.threshold, undecided, cfg.exact_margin
+            )
+            exact.prefetch(np.array(undecided.docs, dtype=np.int64))
         center[rows] = assign_centers(
             links["root"][rows], links["doc"][rows], sketches, cfg.threshold, exact, cfg.exact_margin
         )
     labels = np.empty(len(links), dtype=LABEL)
     labels["doc"], labels["root"], labels["center"] = links["doc"], links["root"], center
     run.stats.add("clustered", int((links["doc"] != links["root"]).sum()))
+    run.stats.add("exact_checks", exact.checks if exact else 0)
     run.stats.add("kept_in_cluster", int(((center == links["doc"]) & (links["doc"] != links["root"])).sum()))
     P = partitions(run)
     exchange.write_sections(run.output(f"labels-{run.key}.bin"), labels, (labels["root"] >> 32) % P, P)
