@@ -16,6 +16,7 @@ document in input order: its id names the cluster.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -52,15 +53,20 @@ def partitions(run: TaskRun) -> int:
     return int(run.identity["partitions"])
 
 
-def sketch_rows(parts: list[Part], docs: np.ndarray, bins: int) -> np.ndarray:
-    """Sketches of the given document numbers, (len, bins) uint8, read part by part."""
-    out = np.empty((len(docs), bins), dtype=np.uint8)
+def by_part(docs: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(part number, positions in `docs`, rows in the part) for each part the document numbers fall in."""
     part_of = docs >> 32
     for number in np.unique(part_of):
         at = np.flatnonzero(part_of == number)
+        yield int(number), at, docs[at] & 0xFFFFFFFF
+
+
+def sketch_rows(parts: list[Part], docs: np.ndarray, bins: int) -> np.ndarray:
+    """Sketches of the given document numbers, (len, bins) uint8, read part by part."""
+    out = np.empty((len(docs), bins), dtype=np.uint8)
+    for number, at, rows in by_part(docs):
         part = parts[number]
-        url = storage.join(part.signatures, f"sketch-{part.key}.bin")
-        out[at] = exchange.read_rows(url, docs[at] & 0xFFFFFFFF, bins)
+        out[at] = exchange.read_rows(storage.join(part.signatures, f"sketch-{part.key}.bin"), rows, bins)
     return out
 
 
@@ -85,28 +91,24 @@ def roots(run: TaskRun) -> None:
 
 
 class ExactShingles:
-    """Exact shingle sets of single documents, read from their parts a row group at a time: only the few
-    documents a sketch cannot place are read, and the last few row groups stay cached."""
-
-    GROUPS_CACHED = 8
+    """Exact shingle sets of single documents, read from their parts: only the few documents a sketch
+    cannot place are read, each part opened once and each row group it needs read once per prefetch."""
 
     def __init__(self, parts: list[Part], cfg: DedupConfig) -> None:
         self.parts, self.cfg = parts, cfg
-        self.ends: dict[int, np.ndarray] = {}  # part -> cumulative row counts of its row groups
-        self.groups: dict[tuple[int, int], list[str]] = {}
         self.sets: dict[int, np.ndarray] = {}
         self.checks = 0
 
     def jaccard(self, a: int, b: int) -> float:
         self.checks += 1
-        return exact_jaccard(self._set(a), self._set(b))
+        for doc in (a, b):
+            if doc not in self.sets:  # not foreseen by the first walk: rare
+                self.prefetch(np.array([doc], dtype=np.int64))
+        return exact_jaccard(self.sets[a], self.sets[b])
 
     def prefetch(self, docs: np.ndarray) -> None:
-        """Read the shingle sets of these documents ahead, each part opened once and each row group it
-        needs read once (a walk then rarely reads on its own)."""
-        docs = np.unique(docs)
-        for part in np.unique(docs >> 32):
-            rows = docs[(docs >> 32) == part] & 0xFFFFFFFF
+        """Read the shingle sets of these documents ahead (a walk then rarely reads on its own)."""
+        for part, _, rows in by_part(np.unique(docs)):
             fs, path = storage.filesystem(self.parts[part].docs)
             with fs.open(path, "rb") as f:
                 file = pq.ParquetFile(f)
@@ -120,29 +122,7 @@ class ExactShingles:
                         texts.take(wanted - first), self.cfg.ngram, self.cfg.seed
                     )
                     for k, row in enumerate(wanted.tolist()):
-                        self.sets[int(part) << 32 | row] = np.unique(values[starts[k] : starts[k + 1]])
-
-    def _set(self, doc: int) -> np.ndarray:
-        if doc not in self.sets:
-            values, _, _ = shingle_hashes([self._text(doc)], self.cfg.ngram, self.cfg.seed)
-            self.sets[doc] = np.unique(values)
-        return self.sets[doc]
-
-    def _text(self, doc: int) -> str:
-        part, row = doc >> 32, doc & 0xFFFFFFFF
-        fs, path = storage.filesystem(self.parts[part].docs)
-        if part not in self.ends:
-            meta = pq.read_metadata(path, filesystem=fs)
-            self.ends[part] = np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
-        ends = self.ends[part]
-        group = int(np.searchsorted(ends, row, side="right"))
-        if (part, group) not in self.groups:
-            if len(self.groups) >= self.GROUPS_CACHED:
-                self.groups.pop(next(iter(self.groups)))
-            with fs.open(path, "rb") as f:
-                texts = pq.ParquetFile(f).read_row_group(group, columns=["text"]).column(0)
-            self.groups[part, group] = texts.to_pylist()
-        return self.groups[part, group][row - (int(ends[group - 1]) if group else 0)] or ""
+                        self.sets[part << 32 | row] = np.unique(values[starts[k] : starts[k + 1]])
 
 
 class _Undecided:
@@ -209,13 +189,10 @@ def _whole_clusters(root: np.ndarray, size: int) -> list[slice]:
     starts = np.flatnonzero(np.concatenate([[True], root[1:] != root[:-1]]))
     cuts, at = [], 0
     while at < len(root):
-        end = at + size
-        if end < len(root):
-            later = starts[starts >= end]
-            end = int(later[0]) if len(later) else len(root)
-            end = max(end, at + 1)
-        cuts.append(slice(at, min(end, len(root))))
-        at = min(end, len(root))
+        later = starts[starts >= at + size]  # the first cluster to start past the block's size ends it
+        end = int(later[0]) if len(later) else len(root)
+        cuts.append(slice(at, end))
+        at = end
     return cuts
 
 
@@ -249,12 +226,10 @@ def centers(run: TaskRun) -> None:
 def _ids(parts: list[Part], docs: np.ndarray) -> list[bytes]:
     """The UTF-8 ids of the given documents, each part's id column read once."""
     out: list[bytes] = [b""] * len(docs)
-    part_of = docs >> 32
-    for number in np.unique(part_of):
-        at = np.flatnonzero(part_of == number)
+    for number, at, rows in by_part(docs):
         fs, path = storage.filesystem(parts[number].docs)
         ids = pq.read_table(path, columns=["id"], filesystem=fs).column("id").to_pylist()
-        for i, row in zip(at.tolist(), (docs[at] & 0xFFFFFFFF).tolist(), strict=True):
+        for i, row in zip(at.tolist(), rows.tolist(), strict=True):
             out[i] = ids[row].encode("utf-8")
     return out
 

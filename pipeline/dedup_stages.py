@@ -62,8 +62,7 @@ def _signatures(run: TaskRun) -> None:
     fs, path = storage.filesystem(run.input)
     with storage.atomic_write(run.output(f"sketch-{run.key}.bin")) as out, fs.open(path, "rb") as f:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH, columns=["id", "text"]):
-            text = batch.column("text").fill_null("")
-            sk = sketch(text, cfg)  # the text column as Arrow: never a Python string until the exact key
+            sk = sketch(batch.column("text"), cfg)  # the Arrow column: no Python string per document
             out.write(sk.bytes_.tobytes())
             n = batch.num_rows
             row = np.arange(rows, rows + n, dtype=np.uint32)
@@ -154,14 +153,17 @@ def _buckets(run: TaskRun) -> None:
 # --- the deduplicated documents ---------------------------------------------------------------------------
 
 
+def _of_part(urls: list[str], run: TaskRun, part: int, dtype: np.dtype | None = None) -> np.ndarray:
+    """This part's rows of a wave partitioned by part number."""
+    rows = exchange.read_section(urls, part % partitions(run), dtype)
+    return rows[(rows["doc"] >> 32) == part]
+
+
 def _write(run: TaskRun) -> None:
     names_urls, flag_urls = run.context
     part = int(run.identity["part"])
-    section = part % partitions(run)
-    named = exchange.read_section(names_urls, section)
-    named = named[(named["doc"] >> 32) == part]
-    flags = exchange.read_section(flag_urls, section, FLAG)
-    flags = flags[(flags["doc"] >> 32) == part]
+    named = _of_part(names_urls, run, part)
+    flags = _of_part(flag_urls, run, part, FLAG)
     flag_of: dict[int, int] = {}
     for d, f in zip((flags["doc"] & 0xFFFFFFFF).tolist(), flags["flag"].tolist(), strict=True):
         flag_of[d] = max(flag_of.get(d, NEAR), f)
@@ -261,21 +263,21 @@ def dedup(
 
     parts: list[Part] = []
     fingerprints = []
-    for name, index in (("against", old), ("signatures", docs)):
-        if index is None:
-            continue
+    new_inputs = docs.document_inputs()
+    corpora = [("against", old.document_inputs())] if old else []
+    for name, inputs in [*corpora, ("signatures", new_inputs)]:
         folder = storage.join(work, name)
         done = run_stage(
             Stage("dedup-signatures", VERSION, _signatures, _signature_shape(cfg), outputs=("*.bin",)),
-            with_upstream(index.document_inputs(), partitions=P),
+            with_upstream(inputs, partitions=P),
             folder,
             overwrite=overwrite,
         )
         if not done.complete:
             return _unfinished(done, output)
         fingerprints.append(done.fingerprint)
-        parts += [Part(len(parts) + i, t.key, t.url, folder) for i, t in enumerate(index.document_inputs())]
-    new_parts = parts[len(parts) - len(docs.document_inputs()) :]
+        parts += [Part(len(parts) + i, t.key, t.url, folder) for i, t in enumerate(inputs)]
+    new_parts = parts[len(parts) - len(new_inputs) :]
 
     try:
         buckets = waves.run("buckets", _buckets, parts, (work, "+".join(fingerprints)), "buckets")
@@ -304,6 +306,6 @@ def dedup(
         TaskInput(
             p.key, p.docs, {**t.identity, "part": p.number, "partitions": P, "clusters": names.fingerprint}
         )
-        for p, t in zip(new_parts, docs.document_inputs(), strict=True)
+        for p, t in zip(new_parts, new_inputs, strict=True)
     ]
     return run_stage(writer, inputs, output, overwrite=overwrite, started=started)

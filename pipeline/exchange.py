@@ -109,14 +109,9 @@ def _widest(dtypes: list[np.dtype]) -> np.dtype:
     return np.dtype(fields)
 
 
-def write_rows(url: str, rows: np.ndarray) -> None:
-    """A plain array of equal-width rows (no header): read back at random with `read_rows`."""
-    with storage.atomic_write(url) as f:
-        f.write(np.ascontiguousarray(rows).tobytes())
-
-
 def read_rows(url: str, rows: np.ndarray, width: int) -> np.ndarray:
-    """Rows `rows` (sorted or not) of a `write_rows` file of uint8 rows `width` bytes wide, as (len, width).
+    """Rows `rows` (sorted or not) of a file of uint8 rows `width` bytes wide (a dedup sketch file, written
+    row after row with no header), as (len, width).
 
     Local files are memory-mapped; remote ones are fetched as one ranged read per run of nearby rows.
     """

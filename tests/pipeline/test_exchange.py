@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import exchange
+from pipeline import exchange, storage
 
 RECORD = np.dtype([("key", "<u8"), ("row", "<u4"), ("kind", "u1")])
 
@@ -37,7 +37,7 @@ def roundtrip(root: str) -> None:
     with pytest.raises(ValueError, match="has 5 partitions"):
         exchange.read_sections(files, 5)
     rows = np.random.default_rng(1).integers(0, 256, (1000, 16), dtype=np.uint8)
-    exchange.write_rows(f"{root}/rows.bin", rows)
+    storage.write_bytes(f"{root}/rows.bin", rows.tobytes())
     pick = np.array([999, 3, 500, 3, 0, 501])
     assert np.array_equal(exchange.read_rows(f"{root}/rows.bin", pick, 16), rows[pick])
 
