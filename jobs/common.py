@@ -34,8 +34,19 @@ def run_cli(
 def stage_config(cls: type[T], section: str, config_file: str | None, flags: dict[str, Any]) -> T:
     """A stage's config: the [section] of `config_file` (as `tokenmill run` reads it), then the flags."""
     table = dict(read_toml(config_file).get(section, {})) if config_file else {}
-    table.update({k: v for k, v in flags.items() if v is not None})
-    return from_table(cls, table, section)
+    return from_table(cls, _merged(table, flags), section)
+
+
+def _merged(table: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """`table` with the flags given (not None) on top; a dict of flags fills a nested table key by key."""
+    out = dict(table)
+    for key, value in flags.items():
+        if isinstance(value, dict):
+            inner = out.get(key, {})
+            out[key] = _merged(inner if isinstance(inner, dict) else {}, value)
+        elif value is not None:
+            out[key] = value
+    return out
 
 
 def add_stage_flags(p: argparse.ArgumentParser, section: str) -> None:

@@ -51,8 +51,13 @@ def _accepts(tp: Any, value: Any) -> tuple[bool, Any]:
     if origin is tuple:
         if not isinstance(value, list | tuple):
             return False, value
-        (item, *_rest) = typing.get_args(tp) or (Any,)
-        converted = [_accepts(item, v) for v in value]
+        args = typing.get_args(tp) or (Any, ...)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[int, ...]: any length, one type
+            converted = [_accepts(args[0], v) for v in value]
+        elif len(args) == len(value):  # tuple[int, float]: one type per position
+            converted = [_accepts(a, v) for a, v in zip(args, value, strict=True)]
+        else:
+            return False, value
         return all(ok for ok, _ in converted), tuple(v for _, v in converted)
     if origin is dict or tp is dict:
         return isinstance(value, Mapping), dict(value) if isinstance(value, Mapping) else value
@@ -85,6 +90,12 @@ def from_table(cls: type[T], table: Mapping[str, Any], section: str, base: T | N
         raise UsageError(f"[{section}] has unknown key(s) {', '.join(unknown)}; known: {', '.join(names)}")
     values = {}
     for key, value in table.items():
+        if dataclasses.is_dataclass(hints[key]):  # a nested table: [section.key]
+            if not isinstance(value, Mapping):
+                raise UsageError(f"[{section}] {key} must be a table, got {type(value).__name__} {value!r}")
+            inner = getattr(base, key) if base is not None else None
+            values[key] = from_table(hints[key], value, f"{section}.{key}", inner)
+            continue
         ok, converted = _accepts(hints[key], value)
         if not ok:
             raise UsageError(
@@ -102,5 +113,13 @@ def to_table(config: Any) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else value
+        if dataclasses.is_dataclass(value):
+            value = to_table(value)
+        out[f.name] = _plain(value)
     return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value

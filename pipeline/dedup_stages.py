@@ -38,7 +38,7 @@ from pipeline.documents import read_documents
 from pipeline.stage import Stage, StageResult, TaskInput, TaskRun, run_stage, with_upstream
 from pipeline.stage_folder import StageIndex, read_stage
 
-VERSION = f"2 pyarrow={version('pyarrow')}"
+VERSION = f"3 pyarrow={version('pyarrow')}"
 BATCH = 512  # documents sketched at once
 PAIR_BLOCK = 32_768  # candidate pairs verified at once: at most 64k sketches (128 MB) in memory
 MAX_ROUNDS = 100  # Large/Small-Star needs O(log^2 n); a 100,000-document path took 27

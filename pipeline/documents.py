@@ -8,7 +8,6 @@ make up a folder is said by its stage index (pipeline/stage.py), never by a glob
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,66 @@ import pyarrow.parquet as pq
 from pipeline.stats import Stats
 from pipeline.storage import atomic_write, filesystem
 
+
+def _struct(**fields: pa.DataType) -> pa.StructType:
+    return pa.struct([pa.field(name, tp) for name, tp in fields.items()])
+
+
+_STR, _BOOL, _I32, _I64, _F32 = pa.string(), pa.bool_(), pa.int32(), pa.int64(), pa.float32()
+
+# What the filter rules judged (pipeline/quality.py names each score; a drop reason "step.score" names the
+# column metadata.filter.step.score it was judged on), typed so a user can query and re-threshold them.
+FILTER_TYPE = _struct(
+    unicode_repaired=_BOOL,  # ftfy changed the text
+    gopher_repetition=_struct(
+        dup_para_frac=_F32,
+        dup_para_char_frac=_F32,
+        dup_line_frac=_F32,
+        dup_line_char_frac=_F32,
+        **{f"top_{n}_gram_char_frac": _F32 for n in (2, 3, 4)},
+        **{f"dup_{n}_gram_char_frac": _F32 for n in range(5, 11)},
+    ),
+    gopher_quality=_struct(
+        words=_I32,
+        mean_word_length=_F32,
+        hash_ratio=_F32,
+        ellipsis_ratio=_F32,
+        bullet_lines_ratio=_F32,
+        ellipsis_lines_ratio=_F32,
+        alpha_words_ratio=_F32,
+        stop_words=_I32,
+    ),
+    c4=_struct(lines_removed=_I32, sentences=_I32, lorem_ipsum=_BOOL, curly_bracket=_BOOL),
+    fineweb_quality=_struct(
+        line_punct_ratio=_F32, short_line_ratio=_F32, char_dup_ratio=_F32, newline_ratio=_F32
+    ),
+    badwords=_struct(word=_STR, language=_STR),
+    decontamination=_struct(ngrams=_I32, file=_STR),
+    skipped=pa.list_(_STR),  # "rule:why" for each rule not applied to this document's language
+)
+METADATA_TYPE = _struct(
+    # extract: the record and how its text was obtained
+    content_type=_STR,
+    http_status=_I32,
+    html_bytes=_I64,
+    text_bytes=_I64,
+    text_chars=_I64,
+    charset=_STR,
+    warc_offset=_I64,
+    warc_language=_STR,  # Common Crawl's guess (WET records)
+    warc_truncated=_STR,
+    time_limit_s=_F32,
+    record_type=_STR,
+    content_length=_I64,
+    # filter
+    language=_STR,
+    language_score=_F32,
+    filter=FILTER_TYPE,
+    pii=_struct(email=_I32, ip=_I32, phone=_I32),  # replacements made, by type
+    # dedup
+    dedup=_struct(cluster=_STR, duplicate_of=_STR),
+)
+METADATA_KEYS = frozenset(f.name for f in METADATA_TYPE)
 DOCUMENT_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),  # WARC-Record-ID of the response record: stable
@@ -26,12 +85,17 @@ DOCUMENT_SCHEMA = pa.schema(
         pa.field("date", pa.string()),  # WARC-Date, ISO 8601
         pa.field("text", pa.string()),
         pa.field("warc_file", pa.string()),
-        # JSON object: language, language_score, filter scores, dedup cluster... Stages add keys; a JSON
-        # string keeps the schema fixed while each stage records what it measured.
-        pa.field("metadata", pa.string()),
+        pa.field("metadata", METADATA_TYPE),  # what each stage measured; absent values are null
     ]
 )
 EXCLUDED_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("reason", pa.string(), nullable=False))
+
+
+def _sparse(value: Any) -> Any:
+    """A struct read back as a dict without its null fields: a stage sees only what was recorded."""
+    if isinstance(value, dict):
+        return {k: _sparse(v) for k, v in value.items() if v is not None}
+    return value
 
 
 @dataclass
@@ -44,13 +108,16 @@ class Document:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_row(self) -> dict[str, Any]:
+        unknown = self.metadata.keys() - METADATA_KEYS
+        if unknown:  # a field the schema lacks would be dropped silently by pyarrow
+            raise ValueError(f"metadata keys not in METADATA_TYPE: {sorted(unknown)}")
         return {
             "id": self.id,
             "url": self.url,
             "date": self.date,
             "text": self.text,
             "warc_file": self.warc_file,
-            "metadata": json.dumps(self.metadata, sort_keys=True, ensure_ascii=False),
+            "metadata": self.metadata,
         }
 
     @classmethod
@@ -61,7 +128,7 @@ class Document:
             url=row.get("url") or "",
             date=row.get("date") or "",
             warc_file=row.get("warc_file") or "",
-            metadata=json.loads(row["metadata"]) if row.get("metadata") else {},
+            metadata=_sparse(row.get("metadata") or {}),
         )
 
 

@@ -1,198 +1,249 @@
-"""Document filters: each `check(doc)` returns None to keep or the drop reason, and records its scores.
+"""The filter stage's steps, FineWeb's sequence by default, and the chain that runs them on one document.
 
-- LanguageFilter: py3langid (its model ships inside the wheel: nothing is downloaded), normalised
-  probabilities, so `min_score` is a real probability.
-- QualityFilter: datatrove's own GopherQualityFilter and GopherRepetitionFilter, fed a regex word
-  tokenizer instead of datatrove's default English one (which needs spaCy, not installed here).
+    unicode repair (ftfy) -> url -> language -> gopher_repetition -> gopher_quality -> c4 -> fineweb_quality
+    -> badwords -> decontamination                  then, on kept documents only: PII redaction
+
+Each step can be configured and switched off in TOML (`[filter.<step>]`). A step judges a document and
+returns None to keep it or the reason it goes, "step.score" (e.g. "gopher_quality.mean_word_length"),
+having written what it measured into `metadata.filter.<step>` (language: `metadata.language`,
+`language_score`; PII: `metadata.pii`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any, Protocol
+from pathlib import Path
 
-from datatrove.data import Document as DatatroveDocument
-from datatrove.pipeline.filters.gopher_quality_filter import GopherQualityFilter
-from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetitionFilter
-from datatrove.utils.text import PUNCTUATION_SET, split_into_words
-from datatrove.utils.word_tokenizers import WordTokenizer
+import ahocorasick
+import ftfy
+from ftfy.badness import MOJIBAKE_CATEGORIES
+from ftfy.chardata import CONTROL_CHARS, HTML_ENTITY_RE
 
+from pipeline.config import UsageError
+from pipeline.decontaminate import DecontamConfig, Decontaminator
 from pipeline.documents import Document
+from pipeline.language import LanguageConfig, LanguageFilter
+from pipeline.pii import PIIConfig, PIIRedactor
+from pipeline.quality import (
+    C4Config,
+    C4Quality,
+    FineWebQuality,
+    FineWebQualityConfig,
+    GopherQuality,
+    GopherQualityConfig,
+    GopherRepetition,
+    GopherRepetitionConfig,
+)
+from pipeline.url_filter import URLFilterConfig, url_filter
+from pipeline.words import Text
 
-LANGID_MAX_CHARS = 100_000  # the first 100k characters decide the language: a 1 MB page costs 50 ms otherwise
+BADWORDS_DIR = Path(__file__).parent / "assets" / "ldnoobw"
+UNSPACED_LANGUAGES = frozenset({"ja", "th", "zh", "lo", "km", "my"})  # bad words match without word bounds
 
 
-class Filter(Protocol):
-    name: str
-
-    def check(self, doc: Document) -> str | None: ...
+@dataclass(frozen=True)
+class BadWordsConfig:
+    enabled: bool = True
+    # language -> list file (one word or phrase a line); en, de, es, fr ship with tokenmill (LDNOOBW)
+    lists: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class FilterConfig:
-    languages: tuple[str, ...] = ("en",)  # ISO 639-1 codes py3langid knows; empty: keep every language
-    min_language_score: float = 0.65
-    gopher_quality: bool = True
-    gopher_repetition: bool = True
-    min_doc_words: int = 50
-    max_doc_words: int = 100_000
-    # any other GopherQualityFilter / GopherRepetitionFilter argument, passed through unchanged
-    gopher_quality_args: dict[str, Any] = field(default_factory=dict)
-    gopher_repetition_args: dict[str, Any] = field(default_factory=dict)
+    unicode_repair: bool = True  # ftfy, repairs only (mojibake, HTML entities, control characters)
+    url: URLFilterConfig = URLFilterConfig()
+    language: LanguageConfig = LanguageConfig()
+    gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
+    gopher_quality: GopherQualityConfig = GopherQualityConfig()
+    c4: C4Config = C4Config()
+    fineweb_quality: FineWebQualityConfig = FineWebQualityConfig()
+    badwords: BadWordsConfig = BadWordsConfig()
+    decontamination: DecontamConfig = DecontamConfig()
+    pii: PIIConfig = PIIConfig()
 
 
-def build_filters(cfg: FilterConfig | None = None) -> list[Filter]:
-    """The filters in the order to run them: language first (cheap, drops most of a CC crawl)."""
-    cfg = cfg or FilterConfig()
-    filters: list[Filter] = []
-    if cfg.languages:
-        filters.append(LanguageFilter(cfg.languages, cfg.min_language_score))
-    if cfg.gopher_quality or cfg.gopher_repetition:
-        quality = {
-            "min_doc_words": cfg.min_doc_words,
-            "max_doc_words": cfg.max_doc_words,
-        } | cfg.gopher_quality_args
-        repetition = dict(cfg.gopher_repetition_args)
-        filters.append(
-            QualityFilter(
-                quality=quality if cfg.gopher_quality else None,
-                repetition=repetition if cfg.gopher_repetition else None,
-            )
-        )
-    return filters
+# --- unicode repair -----------------------------------------------------------------------------------------
+
+# datatrove's FTFYFormatter settings: fix what is broken (mojibake, entities, control characters), do not
+# normalise what is merely unusual (curly quotes, full-width forms, ligatures, line breaks)
+_FTFY = ftfy.TextFixerConfig(
+    fix_latin_ligatures=False,
+    fix_character_width=False,
+    uncurl_quotes=False,
+    fix_line_breaks=False,
+    normalization=None,
+)
+# ftfy only re-decodes text its mojibake detector flags, and every pattern of that detector needs one of
+# these characters; with none of them, no entity and no control character, ftfy returns the text as is.
+# Checking first saves ~2 ms a page: the detector itself is the slow part.
+_MOJIBAKE_CHARS = "".join(
+    MOJIBAKE_CATEGORIES[k]
+    for k in ("c1", "bad", "lower_accented", "upper_accented", "box", "currency", "numeric", "law", "kaomoji")
+)
+_CONTROLS = "".join(re.escape(chr(c)) for c in CONTROL_CHARS)
+_MAY_NEED_REPAIR = re.compile(
+    f"[{_MOJIBAKE_CHARS}{_CONTROLS}ŒœØÙ×√≈‚ĀāВГРСвΒΓΞΟβ°\x1b\ud800-\udfff]|{HTML_ENTITY_RE.pattern}"
+)
 
 
-def first_failure(filters: list[Filter], doc: Document) -> str | None:
-    """Run the filters in order; the first drop reason, or None when every filter keeps the document."""
-    for f in filters:
-        reason = f.check(doc)
-        if reason is not None:
-            return reason
-    return None
+_FTFY_NO_HTML = _FTFY._replace(unescape_html=False)
 
 
-# --- language ---------------------------------------------------------------------------------------------
+def repair_unicode(text: str) -> str:
+    """ftfy.fix_text with these settings, same result: it fixes a text line by line, so only the lines
+    that may need it are given to ftfy (it stops unescaping HTML entities after a line with a "<")."""
+    if not _MAY_NEED_REPAIR.search(text):
+        return text
+    out, config = [], _FTFY
+    for line in text.splitlines(keepends=True) if "\r" not in text else [text]:
+        if config is _FTFY and "<" in line:
+            config = _FTFY_NO_HTML
+        out.append(ftfy.fix_and_explain(line, config)[0] if _MAY_NEED_REPAIR.search(line) else line)
+    return "".join(out)
 
 
-@cache
-def _language_identifier():
-    # loaded once per process (~1 s); normalised probabilities make min_score meaningful
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+# --- bad words ----------------------------------------------------------------------------------------------
 
 
-class LanguageFilter:
-    name = "language"
+class BadWordsFilter:
+    """C4's bad-word rule per language: LDNOOBW lists, matched as whole words (anywhere in unspaced
+    scripts), on lowercased text; a language without a list is skipped and recorded."""
 
-    def __init__(self, languages: tuple[str, ...] = ("en",), min_score: float = 0.65):
-        self.languages = frozenset(languages)
-        self.min_score = min_score
+    name = "badwords"
 
-    def check(self, doc: Document) -> str | None:
-        text = doc.text[:LANGID_MAX_CHARS]
-        if not text.strip():
-            doc.metadata["language"], doc.metadata["language_score"] = None, 0.0
-            return "language_empty_text"
-        lang, score = _language_identifier().classify(text)
-        doc.metadata["language"], doc.metadata["language_score"] = lang, round(float(score), 4)
-        if self.languages and lang not in self.languages:
-            return f"language_{lang}"
-        if score < self.min_score:
-            return f"language_score_below_{self.min_score}"
+    def __init__(self, cfg: BadWordsConfig = BadWordsConfig()) -> None:
+        self.files = {p.stem: str(p) for p in BADWORDS_DIR.glob("*.txt")} | dict(cfg.lists)
+        self._automata: dict[str, ahocorasick.Automaton] = {}
+
+    def _automaton(self, language: str) -> ahocorasick.Automaton | None:
+        if language not in self._automata:
+            path = self.files.get(language)
+            if path is None:
+                return None
+            if not os.path.isfile(path):
+                raise UsageError(f"[filter.badwords] no such list for {language}: {path}")
+            automaton = ahocorasick.Automaton()
+            with open(path, encoding="utf-8") as f:
+                for word in {line.strip().lower() for line in f if line.strip()}:
+                    automaton.add_word(word, word)
+            automaton.make_automaton()
+            self._automata[language] = automaton
+        return self._automata[language]
+
+    def check(self, text: str, language: str | None, scores: dict) -> str | None:
+        language = language or "en"
+        automaton = self._automaton(language)
+        if automaton is None:
+            scores.setdefault("skipped", []).append(f"{self.name}:no list for {language}")
+            return None
+        lower = text.lower()
+        bounded = language not in UNSPACED_LANGUAGES
+        for end, word in automaton.iter(lower):
+            start = end - len(word) + 1
+            if bounded and (
+                (start > 0 and _is_word_char(lower[start - 1]))
+                or (end + 1 < len(lower) and _is_word_char(lower[end + 1]))
+            ):
+                continue
+            scores["badwords"] = {"word": word, "language": language}
+            return "badwords.word"
         return None
 
 
-# --- Gopher quality and repetition ------------------------------------------------------------------------
-
-# Words as the Gopher paper counts them: whitespace-separated, punctuation stripped from the edges
-# ("end." -> "end", "(3.5)" -> "3.5"; a lone "-" or "|" is no word). Splitting punctuation into tokens of
-# its own, as spaCy does, makes every comma a "word without a letter": on the 1,344 WCXB dev pages the
-# alpha-words rule then drops 305 hand-reviewed pages (terms of service, docs with code) against 9 here.
-_EDGE_PUNCTUATION = "".join(sorted(PUNCTUATION_SET))
-_HAS_ALPHA = re.compile(r"[^\W\d_]")
-_SENT_END_RE = re.compile(r"[.!?…。！？]+[\"'”’)\]]*(?=\s)|\n+")
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
 
 
-class RegexWordTokenizer(WordTokenizer):
-    """A spaCy-free word and sentence tokenizer for datatrove's filters (scripts that separate words)."""
+# --- the chain ----------------------------------------------------------------------------------------------
 
-    def __init__(self, language: str | None = "en"):
-        super().__init__(language)
-
-    def word_tokenize(self, text: str) -> list[str]:
-        return [w for w in (t.strip(_EDGE_PUNCTUATION) for t in text.split()) if w]
-
-    def sent_tokenize(self, text: str) -> list[str]:
-        return [text[a:b] for a, b in self.span_tokenize(text)]
-
-    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        spans, start = [], 0
-        for m in _SENT_END_RE.finditer(text):
-            end = m.end() if m.group().strip() else m.start()  # keep the full stop, not the newline
-            if text[start:end].strip():
-                spans.append(_strip_span(text, start, end))
-            start = m.end()
-        if text[start:].strip():
-            spans.append(_strip_span(text, start, len(text)))
-        return spans
+STEPS = (
+    "url",
+    "language",
+    "gopher_repetition",
+    "gopher_quality",
+    "c4",
+    "fineweb_quality",
+    "badwords",
+    "decontamination",
+)
 
 
-def _strip_span(text: str, a: int, b: int) -> tuple[int, int]:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    return a, b
+class FilterChain:
+    """The configured steps. Built per task; what is slow to build (the URL lists, the language model)
+    is built once per process."""
 
-
-class QualityFilter:
-    """datatrove's Gopher quality then repetition rules; their reason strings become ours."""
-
-    name = "gopher"
-
-    def __init__(self, quality: dict[str, Any] | None = None, repetition: dict[str, Any] | None = None):
-        self.tokenizer = RegexWordTokenizer()
-        # both filters split the same text with the same tokenizer instance: datatrove's lru_cache on
-        # split_into_words then tokenizes each document once
-        self.quality = (
-            GopherQualityFilter(**quality, language=self.tokenizer) if quality is not None else None
+    def __init__(self, cfg: FilterConfig = FilterConfig()) -> None:
+        self.cfg = cfg
+        self.url = url_filter(cfg.url) if cfg.url.enabled else None
+        self.language = LanguageFilter(cfg.language) if cfg.language.enabled else None
+        rules = [
+            (cfg.gopher_repetition, GopherRepetition),
+            (cfg.gopher_quality, GopherQuality),
+            (cfg.c4, C4Quality),
+            (cfg.fineweb_quality, FineWebQuality),
+        ]
+        self.rules = [make(rule_cfg) for rule_cfg, make in rules if rule_cfg.enabled]
+        self.badwords = BadWordsFilter(cfg.badwords) if cfg.badwords.enabled else None
+        self.decontaminator = (
+            Decontaminator.from_config(cfg.decontamination) if cfg.decontamination.files else None
         )
-        self.repetition = (
-            GopherRepetitionFilter(**repetition, language=self.tokenizer) if repetition is not None else None
-        )
+        pii = cfg.pii
+        self.pii = PIIRedactor(pii) if pii.emails or pii.ips or pii.phones else None
 
-    def check(self, doc: Document) -> str | None:
-        dt_doc = DatatroveDocument(text=doc.text, id=doc.id)
-        doc.metadata.update(self.scores(doc.text))
-        if self.quality is not None:
-            reason = _reason(self.quality.filter(dt_doc), "gopher_quality")
-            if reason:
-                return reason
-        if self.repetition is not None:
-            reason = _reason(self.repetition.filter(dt_doc), "gopher_repetition")
-            if reason:
-                # datatrove's repetition reasons ("dup_line_frac", "top_2_gram") do not name the filter
-                return reason if reason.startswith("gopher") else f"gopher_repetition_{reason}"
-        return None
+    def judge(self, doc: Document, every_step: bool = False) -> dict[str, str | None]:
+        """Run the steps on `doc`, in order, until one drops it (with `every_step`: all of them, as a
+        benchmark compares them); step -> reason (None: kept). The document's text is repaired and C4's
+        removed lines are gone from it if C4 kept it; its metadata holds every score measured."""
+        scores: dict = {}
+        doc.metadata["filter"] = scores
+        if self.cfg.unicode_repair:
+            repaired = repair_unicode(doc.text)
+            scores["unicode_repaired"] = repaired != doc.text
+            doc.text = repaired
+        verdicts: dict[str, str | None] = {}
 
-    def scores(self, text: str) -> dict[str, float | int]:
-        """The headline numbers the Gopher rules judge, kept in metadata to tune thresholds later."""
-        words = split_into_words(text, self.tokenizer)  # lru-cached: the filters reuse this split
-        content = [w for w in words if any(c not in PUNCTUATION_SET for c in w)]  # as Gopher counts them
-        alpha = sum(1 for w in words if _HAS_ALPHA.search(w))
-        lines = [line for line in text.splitlines() if line.strip()]
-        return {
-            "words": len(content),
-            "mean_word_length": round(sum(map(len, content)) / len(content), 3) if content else 0.0,
-            "alpha_words_ratio": round(alpha / len(words), 4) if words else 0.0,
-            "dup_line_ratio": round(1 - len(set(lines)) / len(lines), 4) if lines else 0.0,
-        }
+        def done(step: str, reason: str | None) -> bool:
+            verdicts[step] = reason
+            return reason is not None and not every_step
+
+        if self.url and done("url", self.url.check(doc.url)):
+            return verdicts
+        if self.language and done("language", self.language.check(doc)):
+            return verdicts
+        language = doc.metadata.get("language")
+        text = Text(doc.text)
+        for rule in self.rules:
+            if isinstance(rule, C4Quality):
+                verdict, trimmed = rule.check(text, language)
+                if verdict.reason is None:
+                    text = trimmed
+                    doc.text = trimmed.text
+            else:
+                verdict = rule.check(text, language)
+            scores[rule.name] = verdict.scores
+            if verdict.skipped:
+                scores.setdefault("skipped", []).extend(verdict.skipped)
+            if done(rule.name, verdict.reason):
+                return verdicts
+        if self.badwords and done("badwords", self.badwords.check(doc.text, language, scores)):
+            return verdicts
+        if self.decontaminator:
+            hits = self.decontaminator.check(doc.text)
+            scores["decontamination"] = {"ngrams": hits}
+            drop = hits > 0 and self.cfg.decontamination.action == "drop"
+            done("decontamination", "decontamination.ngrams" if drop else None)
+        return verdicts
+
+    def redact(self, doc: Document) -> dict[str, int]:
+        """Replace e-mail addresses, IP addresses and phone numbers in a kept document; counts by type."""
+        if self.pii is None:
+            return {}
+        doc.text, counts = self.pii.redact(doc.text, doc.url)
+        doc.metadata["pii"] = counts
+        return counts
 
 
-def _reason(result: bool | tuple[bool, str], default: str) -> str | None:
-    if isinstance(result, tuple):
-        return None if result[0] else (result[1] or default)
-    return None if result else default
+def first_reason(verdicts: dict[str, str | None]) -> str | None:
+    return next((r for r in verdicts.values() if r is not None), None)

@@ -13,9 +13,10 @@ from importlib.metadata import version
 from pipeline import extract as extraction
 from pipeline import storage
 from pipeline.config import UsageError
+from pipeline.decontaminate import Decontaminator
 from pipeline.documents import read_documents
 from pipeline.extract import ExtractConfig
-from pipeline.filters import FilterConfig, build_filters, first_failure
+from pipeline.filters import FilterChain, FilterConfig, first_reason
 from pipeline.stage import Stage, StageResult, TaskInput, TaskRun, input_key, run_stage
 from pipeline.stage_folder import read_stage
 
@@ -49,26 +50,39 @@ def _extract(run: TaskRun) -> None:
 
 
 def extract_stage(cfg: ExtractConfig) -> Stage:
-    return Stage("extract", f"2 {_versions('trafilatura', 'fastwarc', 'resiliparse')}", _extract, cfg)
+    return Stage("extract", f"3 {_versions('trafilatura', 'fastwarc', 'resiliparse')}", _extract, cfg)
 
 
 # --- filter -----------------------------------------------------------------------------------------------
 
 
 def _filter(run: TaskRun) -> None:
-    filters = build_filters(run.config)
+    chain = FilterChain(run.config)
     with run.documents() as sink:
+        stats = sink.stats
         for doc in read_documents(run.input):
-            sink.stats.add("docs_in")
-            reason = first_failure(filters, doc)
-            if reason is None:
-                sink.keep(doc)
-            else:
+            stats.add("docs_in")
+            reason = first_reason(chain.judge(doc))
+            scores = doc.metadata["filter"]
+            stats.add("unicode_repaired", int(scores.get("unicode_repaired", False)))
+            for skipped in scores.get("skipped", ()):
+                stats.add(f"skipped {skipped.split(':')[0]}")
+            if reason is not None:
                 sink.drop(doc, reason)
+                continue
+            stats.add("c4_lines_removed", scores.get("c4", {}).get("lines_removed", 0))
+            if scores.get("decontamination", {}).get("ngrams"):
+                stats.add("decontamination_marked")
+            for kind, n in chain.redact(doc).items():
+                stats.add(f"pii_{kind}", n)
+            sink.keep(doc)
 
 
 def filter_stage(cfg: FilterConfig) -> Stage:
-    return Stage("filter", f"1 {_versions('datatrove', 'py3langid')}", _filter, cfg)
+    versions = _versions("datatrove", "py3langid", "ftfy", "tldextract", "pyahocorasick", "phonenumbers")
+    if cfg.decontamination.files:  # the evaluation sets' content, not only their paths
+        versions += f" decontamination={Decontaminator.from_config(cfg.decontamination).fingerprint}"
+    return Stage("filter", f"2 {versions}", _filter, cfg)
 
 
 # --- the stages as a user runs them -----------------------------------------------------------------------
