@@ -1,18 +1,20 @@
 """Evaluation-set decontamination: find documents that share a long word n-gram with evaluation texts.
 
 As in GPT-3 (appendix C) and lm-eval-harness, a document is contaminated when it contains any 13-gram of
-an evaluation item; words are lowercased Unicode `\\w+` runs, so case, punctuation, whitespace and line
-breaks cannot hide a copy. An item shorter than `ngram` words has no n-gram: from `min_item_words` (8, the
-smallest N GPT-3 used; NeMo Curator and Turing-NLG do the same) it is matched as a whole, as one run of its
-own length; shorter ones are too common to tell a copy from a phrase (a bare answer, "yes", a title) and are
-counted as unchecked in `stats["short_items"]`.
+an evaluation item; words are Python's `\\w+` runs of the lowercased text, so case, punctuation, whitespace
+and line breaks cannot hide a copy. An item shorter than `ngram` words has no n-gram: from `min_item_words`
+(8, the smallest N GPT-3 used; NeMo Curator does the same) it is matched as a whole, as one run of its own
+length; shorter items are too common to tell a copy from a phrase (a bare answer, "yes", a title) and are
+counted as unchecked in `stats["short_items"]`. A JSON item's text is every string in it (ids too) unless
+`fields` names its keys: name them when items are short, or an id's words keep them from matching whole.
 
 A batch of texts becomes one canonical byte string (lowercase words, one space between them) with
 C-speed bytes methods, so a run of words is a byte span whose 64-bit polynomial hash comes from prefix sums
 in a few vector operations. The evaluation runs are one sorted uint64 array, fronted by a bitmap that turns
 away ~97% of absent runs in one memory read; only the rest are binary-searched. Whole items are looked for
 only where a bitmap of their first `min_item_words` words says one may start. A false match needs a 64-bit
-collision. Everything is in-process: nothing hashed is stored, so no hash has to be stable across versions.
+collision. Hashes never leave the process (the fingerprint is a sha256 of the files' bytes), so they need
+not be stable across processes or versions.
 """
 
 from __future__ import annotations
@@ -51,31 +53,27 @@ class DecontamConfig:
     files: tuple[str, ...] = ()  # evaluation files, folders or globs (local or s3://)
     ngram: int = 13  # words per n-gram
     action: str = "drop"  # "drop" the document, or "mark": keep it and record the hits
-    fields: tuple[str, ...] = ()  # JSON keys holding evaluation text; empty: every string value
-    min_item_words: int = 8  # shorter items are not checked (see the module docstring)
+    fields: tuple[str, ...] = ()  # an item's keys whose strings (nested too) are its text; empty: all
+    min_item_words: int = 8  # shorter items are not checked; up to ngram, matched whole (module docstring)
 
     def __post_init__(self) -> None:
         if self.action not in ("drop", "mark"):
             raise UsageError(f"decontaminate: action must be 'drop' or 'mark', got {self.action!r}")
-        if not 1 <= self.min_item_words <= self.ngram:
-            raise UsageError(
-                "decontaminate: need 1 <= min_item_words <= ngram, "
-                f"got {self.min_item_words} and {self.ngram}"
-            )
+        if min(self.ngram, self.min_item_words) < 1:
+            raise UsageError("decontaminate: ngram and min_item_words must be at least 1")
 
 
-_POWERS: list[np.ndarray] = []
+_POWERS = [np.ones(0, np.uint64)] * 2
 
 
-def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+def _powers(n: int) -> list[np.ndarray]:
     """P^j and P^-j mod 2^64 for j < n (P odd, so invertible), cached and grown by doubling."""
-    if not _POWERS or len(_POWERS[0]) < n:
-        size = max(n, 2 * len(_POWERS[0]) if _POWERS else 1 << 16)
-        p = int(_MUL)
-        pw = np.multiply.accumulate(np.full(size - 1, p, dtype=np.uint64))
-        inv = np.multiply.accumulate(np.full(size - 1, pow(p, -1, 1 << 64), dtype=np.uint64))
-        _POWERS[:] = [np.concatenate([[np.uint64(1)], pw]), np.concatenate([[np.uint64(1)], inv])]
-    return _POWERS[0], _POWERS[1]
+    if len(_POWERS[0]) < n:
+        grid = np.full((2, max(n, 2 * len(_POWERS[0]), 1 << 16)), 0, dtype=np.uint64)
+        grid[:, 1:] = [[int(_MUL)], [pow(int(_MUL), -1, 1 << 64)]]
+        grid[:, 0] = 1
+        _POWERS[:] = list(np.multiply.accumulate(grid, axis=1))
+    return _POWERS
 
 
 @dataclass(frozen=True)
@@ -92,14 +90,15 @@ class _Tokens:
     def runs(self, k: Any, first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The hash of the k-word run from each token (slices only) or from tokens `first`, and whether it
         lies inside one text."""
+        n = len(self.begin)
         if first is None:
-            n = max(len(self.begin) - k + 1, 0)
-            return (self.end[k - 1 : k - 1 + n] - self.begin[:n]) * self.scale[:n], self.text[
-                k : k + n
-            ] == self.text[:n]
-        stop = np.minimum(first + k, len(self.begin))
-        hashes = (self.end[stop - 1] - self.begin[first]) * self.scale[first]
-        return hashes, (first + k <= len(self.begin)) & (self.text[stop] == self.text[first])
+            m = max(n - k + 1, 0)
+            start, last, stop, inside = slice(0, m), slice(k - 1, k - 1 + m), slice(k, k + m), True
+        else:
+            stop = np.minimum(first + k, n)
+            start, last, inside = first, stop - 1, first + k <= n
+        hashes = (self.end[last] - self.begin[start]) * self.scale[start]
+        return hashes, inside & (self.text[stop] == self.text[start])
 
 
 @cache
@@ -120,10 +119,10 @@ def _tokens(texts: Sequence[str]) -> _Tokens:
     data = np.frombuffer(raw + b"   ", dtype=np.uint8).copy()
     if not raw.isascii():  # each other character's bytes as a big-endian key, replaced by _canonical's
         lead = np.flatnonzero(data >= 0xC0)
-        size = 2 + (data[lead] >= 0xE0) + (data[lead] >= 0xF0)
-        member = _FOUR < size[:, None]
+        first = data[lead]
+        member = _FOUR < (2 + (first >= 0xE0) + (first >= 0xF0))[:, None]  # the character's bytes
         at = lead[:, None] + _FOUR
-        keys = (data[at] * member).astype(np.uint8).view(">u4").ravel()
+        keys = (data[at] * member).view(">u4").ravel()
         distinct, inverse = np.unique(keys, return_inverse=True)
         new = np.array([_canonical(k) for k in distinct.tolist()], dtype=">u4").view(np.uint8).reshape(-1, 4)
         data[at[member]] = new[inverse][member]
@@ -161,36 +160,36 @@ def _maybe(bitmap: tuple[np.ndarray, np.uint64], runs: np.ndarray) -> np.ndarray
 
 
 def _chunks(texts: Sequence[str]) -> Iterator[tuple[int, Sequence[str]]]:
-    """(first index, slice) of at most _CHUNK_CHARS characters each (or one longer text)."""
-    if len(texts) == 1:
-        yield 0, texts
-        return
-    sizes = np.cumsum([len(t) for t in texts])
-    at = 0
-    while at < len(texts):
-        base = sizes[at - 1] if at else 0
-        end = max(at + 1, int(np.searchsorted(sizes, base + _CHUNK_CHARS, side="right")))
-        yield at, texts[at:end]
-        at = end
+    """Consecutive slices of at most _CHUNK_CHARS characters (or one longer text), with their first index."""
+    at, size = 0, 0
+    for i, t in enumerate(texts):
+        if size and size + len(t) > _CHUNK_CHARS:
+            yield at, texts[at:i]
+            at, size = i, 0
+        size += len(t)
+    if at < len(texts):
+        yield at, texts[at:]
 
 
 def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
+    for v in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        yield from _strings(v)
 
 
 def _item(value: Any, fields: tuple[str, ...]) -> tuple[str, bool]:
     """An item's text (its selected strings, one per line) and whether it had any selected field."""
     if fields and isinstance(value, dict):
-        picked = [value[f] for f in fields if f in value]
-        return "\n".join(_strings(picked)), bool(picked)
-    return "\n".join(_strings(value)), True
+        value = [value[f] for f in fields if f in value]
+    return "\n".join(_strings(value)), bool(value) or not fields
+
+
+def _json(url: str, text: str, line: int) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"decontaminate: {url} line {line + e.lineno - 1}: invalid JSON ({e.msg})") from None
 
 
 def read_items(url: str, data: bytes, fields: tuple[str, ...] = ()) -> list[str]:
@@ -213,20 +212,11 @@ def read_items(url: str, data: bytes, fields: tuple[str, ...] = ()) -> list[str]
     if kind == ".txt":
         return [p for p in _PARAGRAPH.split(text) if p.strip()]
     if kind == ".json":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"decontaminate: {url} line {e.lineno}: invalid JSON ({e.msg})") from None
-        parsed = [_item(v, fields) for v in (value if isinstance(value, list) else [value])]
+        value = _json(url, text, 1)
+        rows = value if isinstance(value, list) else [value]
     else:
-        parsed = []
-        for number, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                parsed.append(_item(json.loads(line), fields))
-            except json.JSONDecodeError as e:
-                raise UsageError(f"decontaminate: {url} line {number}: invalid JSON ({e.msg})") from None
+        rows = [_json(url, line, n) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    parsed = [_item(row, fields) for row in rows]
     if fields and parsed and not any(found for _, found in parsed):  # a typo must not check nothing
         raise UsageError(f"decontaminate: {url}: no item has any of the fields {', '.join(fields)}")
     return [t for t, _ in parsed]
@@ -236,7 +226,8 @@ class Decontaminator:
     """The runs of words of a set of evaluation files, and the check of documents against them."""
 
     def __init__(self, cfg: DecontamConfig, files: Sequence[str], contents: Sequence[bytes]) -> None:
-        self.cfg, self.files, m = cfg, tuple(files), cfg.min_item_words
+        self.cfg, self.files = cfg, tuple(files)
+        self._m = m = min(cfg.min_item_words, cfg.ngram)  # whole items have at least m words
         digest = hashlib.sha256(json.dumps([VERSION, to_table(cfg)], sort_keys=True).encode())
         hashes, owners, prefixes = [np.zeros(0, np.uint64)], [np.zeros(0, np.int32)], [np.zeros(0, np.uint64)]
         whole_lengths, items, short = set(), 0, 0
@@ -258,18 +249,15 @@ class Decontaminator:
                     if k < cfg.ngram:  # where a document's run may be a whole item: its first m words
                         whole_lengths.add(k)
                         prefixes.append(tokens.runs(m, start)[0])
-        all_hashes, all_owners = np.concatenate(hashes), np.concatenate(owners)
-        order = np.argsort(all_hashes, kind="stable")  # owners ascend within a hash: the first file wins
-        all_hashes, all_owners = all_hashes[order], all_owners[order]
-        first = np.ones(len(all_hashes), dtype=bool)
-        first[1:] = all_hashes[1:] != all_hashes[:-1]
-        self._hashes, self._owners = all_hashes[first], all_owners[first]
+        # sorted distinct runs; a run's first occurrence is in the first file that has it
+        self._hashes, first = np.unique(np.concatenate(hashes), return_index=True)
+        self._owners = np.concatenate(owners)[first]
         self._bitmap, self._starts = _bitmap(self._hashes), _bitmap(np.concatenate(prefixes))
         self._whole_lengths = np.array(sorted(whole_lengths), dtype=np.int64)
         self.fingerprint = digest.hexdigest()
         whole = sum(len(p) for p in prefixes)
-        self.stats = {"files": len(self.files), "items": items, "ngrams": len(self._hashes)}
-        self.stats |= {"whole_items": whole, "short_items": short}
+        self.stats = {"files": len(files), "items": items, "ngrams": len(self._hashes)}
+        self.stats |= {"whole_items": whole, "short_items": short}  # short: not checked
 
     @classmethod
     def from_config(cls, cfg: DecontamConfig) -> Decontaminator:
@@ -294,44 +282,49 @@ class Decontaminator:
 
     def check(self, text: str) -> int:
         """How many of the document's n-grams (and whole short items) are in the evaluation set; 0: clean."""
-        return int(self.check_batch([text])[0][0])
+        return self.match(text)[0]
 
-    def _find(self, runs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions of the valid runs found in the index, and their index slots."""
-        maybe = np.flatnonzero(_maybe(self._bitmap, runs) & valid)
-        maybe = maybe[np.argsort(runs[maybe])]  # sorted keys: searchsorted walks the index once, not n times
-        slot = np.minimum(np.searchsorted(self._hashes, runs[maybe]), len(self._hashes) - 1)
-        found = self._hashes[slot] == runs[maybe]
-        return maybe[found], slot[found]
+    def match(self, text: str) -> tuple[int, str | None]:
+        """check()'s count, and the evaluation file of the document's first match (None when clean)."""
+        token, slot = self._matches(_tokens([text])) if len(self._hashes) else ([], [])
+        return len(token), self.files[self._owners[slot[np.argmin(token)]]] if len(token) else None
 
     def check_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Per text: the number of matching runs (int64), and the index in `files` of the evaluation file
-        of its first match (int32, -1 when clean): the drop reason can name it."""
+        """Per text: the number of matches (int64), and the index in `files` of the evaluation file of its
+        first match (int32, -1 when clean)."""
         hits = np.zeros(len(texts), dtype=np.int64)
         owner = np.full(len(texts), -1, dtype=np.int32)
-        if not len(self._hashes):
-            return hits, owner
-        for at, chunk in _chunks(texts):
+        for at, chunk in _chunks(texts) if len(self._hashes) else ():
             tokens = _tokens(chunk)
-            token, slot = self._find(*tokens.runs(self.cfg.ngram))
-            tokens_found, slots = [token], [slot]
-            if len(self._whole_lengths):
-                runs, valid = tokens.runs(self.cfg.min_item_words)
-                maybe = np.flatnonzero(_maybe(self._starts, runs) & valid)
-                if len(maybe):  # every whole-item length from each possible start
-                    first = np.tile(maybe, len(self._whole_lengths))
-                    where, slot = self._find(*tokens.runs(np.repeat(self._whole_lengths, len(maybe)), first))
-                    tokens_found.append(first[where])
-                    slots.append(slot)
-            token, slot = np.concatenate(tokens_found), np.concatenate(slots)
-            if not len(token):
-                continue
+            token, slot = self._matches(tokens)
             order = np.argsort(token, kind="stable")  # a text's first match is its first in text order
             text = tokens.text[token[order]]
             hits[at : at + len(chunk)] = np.bincount(text, minlength=len(chunk))
             texts_hit, first = np.unique(text, return_index=True)
             owner[at + texts_hit] = self._owners[slot[order][first]]
         return hits, owner
+
+    def _matches(self, tokens: _Tokens) -> tuple[np.ndarray, np.ndarray]:
+        """The first token of every matching run, and its slot in the index."""
+        token, slot = self._find(*tokens.runs(self.cfg.ngram))
+        if not len(self._whole_lengths):
+            return token, slot
+        runs, valid = tokens.runs(self._m)
+        maybe = np.flatnonzero(_maybe(self._starts, runs) & valid)
+        if not len(maybe):
+            return token, slot
+        first = np.tile(maybe, len(self._whole_lengths))  # every whole-item length from each possible start
+        where, whole = self._find(*tokens.runs(np.repeat(self._whole_lengths, len(maybe)), first))
+        return np.concatenate([token, first[where]]), np.concatenate([slot, whole])
+
+    def _find(self, runs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the valid runs found in the index, and their slots in it."""
+        maybe = np.flatnonzero(_maybe(self._bitmap, runs) & valid)
+        order = np.argsort(runs[maybe])  # sorted keys: searchsorted walks the index once, not once each
+        maybe, keys = maybe[order], runs[maybe[order]]
+        slot = np.minimum(np.searchsorted(self._hashes, keys), len(self._hashes) - 1)
+        found = self._hashes[slot] == keys
+        return maybe[found], slot[found]
 
 
 _LAST: list[tuple[tuple[DecontamConfig, tuple[storage.FileInfo, ...]], Decontaminator]] = []
