@@ -79,7 +79,7 @@ def output_clusters(folder: str) -> dict[str, tuple[str, str]]:
     out = {}
     for path in glob.glob(f"{folder}/part-*.parquet") + glob.glob(f"{folder}/excluded/part-*.parquet"):
         for row in pq.read_table(path, columns=["id", "metadata"]).to_pylist():
-            meta = json.loads(row["metadata"] or "{}")
+            meta = row["metadata"] or {}
             found = meta.get("dedup", {})
             out[row["id"]] = (found.get("cluster", row["id"]), found.get("duplicate_of", ""))
     return out

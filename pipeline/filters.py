@@ -230,8 +230,8 @@ class FilterChain:
         if self.badwords and done("badwords", self.badwords.check(doc.text, language, scores)):
             return verdicts
         if self.decontaminator:
-            hits = self.decontaminator.check(doc.text)
-            scores["decontamination"] = {"ngrams": hits}
+            hits, file = self.decontaminator.match(doc.text)
+            scores["decontamination"] = {"ngrams": hits, "file": file}
             drop = hits > 0 and self.cfg.decontamination.action == "drop"
             done("decontamination", "decontamination.ngrams" if drop else None)
         return verdicts

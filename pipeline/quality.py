@@ -220,7 +220,7 @@ class GopherQuality:
 
     def check(self, doc: Text, language: str | None = None) -> Verdict:
         c, text, t = self.cfg, doc.text, doc.tokens
-        contractions = doc.token_count - len(t)  # spaCy's "do" + "n't": two words with letters
+        contractions = len(t.contractions)  # spaCy's "do" + "n't": two words with letters
         n_words = doc.token_count
         content = int((~t.symbol).sum()) + contractions
         lines = doc.lines or [""]
@@ -298,6 +298,7 @@ class C4Quality:
         c = self.cfg
         policy = c.filter_policy and (language or "en") == "en"
         kept_lines: list[str] = []
+        kept_tokens = 0  # the tokens of the text C4 leaves, counted from the lines' (no second cut)
         sentences, first_doc_rule = 0, None
         per_line = sentences_per_line(doc) if c.min_num_sentences > 0 else None
         for i, line in enumerate(doc.lines):
@@ -305,8 +306,8 @@ class C4Quality:
             words = line.split()
             if 0 < c.max_word_length < len(line) and max(map(len, words)) > c.max_word_length:
                 continue
-            if c.remove_citations:
-                line = remove_citations(line)
+            if c.remove_citations and "[" in line:
+                cited, line = line, remove_citations(line)
             if c.filter_no_terminal_punct and (not ends_sentence(line) or line.endswith("...")):
                 continue
             if doc.unspaced:  # a CJK line is one "word" to str.split: count its characters instead
@@ -330,6 +331,8 @@ class C4Quality:
             if per_line is not None:
                 sentences += int(per_line[i])
             kept_lines.append(line)
+            changed = c.remove_citations and "[" in doc.lines[i] and cited != line
+            kept_tokens += Text(line).token_count if changed else int(doc.tokens_per_line[i])
         s = {
             "lines_removed": len(doc.lines) - len(kept_lines),
             "sentences": sentences,
@@ -339,7 +342,10 @@ class C4Quality:
         reason = first_doc_rule or ("sentences" if sentences < c.min_num_sentences else None)
         skipped = () if policy or not c.filter_policy else (f"{self.name}.policy:English phrases",)
         joined = "\n".join(kept_lines).strip()
-        kept = doc if joined == doc.text else Text(joined)  # unchanged: its tokens are already cut
+        kept = doc
+        if joined != doc.text:
+            kept = Text(joined)
+            kept.__dict__.update(token_count=kept_tokens, unspaced=doc.unspaced)
         return Verdict(s, reason and f"{self.name}.{reason}", skipped), kept
 
 

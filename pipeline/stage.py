@@ -232,10 +232,17 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     changes = []
     if old.get("version") != new["version"]:
         changes.append(f"version {old.get('version')} -> {new['version']}")
-    before, now = old.get("config", {}), new["config"]
+    return changes + _config_changes(old.get("config", {}), new["config"])
+
+
+def _config_changes(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    changes = []
     for name in sorted(set(now) | set(before)):
-        if before.get(name) != now.get(name):
-            changes.append(f"{name} {before.get(name)!r} -> {now.get(name)!r}")
+        a, b = before.get(name), now.get(name)
+        if isinstance(a, dict) and isinstance(b, dict):  # a nested table: name the key that changed
+            changes += _config_changes(a, b, f"{prefix}{name}.")
+        elif a != b:
+            changes.append(f"{prefix}{name} {a!r} -> {b!r}")
     return changes
 
 

@@ -50,7 +50,9 @@ _INFIX = set(":<>=/")
     UPPER,
     HYPHEN,
     INFIX,
-) = (1 << i for i in range(15))
+    DOT_AFTER,  # a "." after it is a suffix: %²-+
+    MATH,  # between digits, an infix: +-*^
+) = (1 << i for i in range(17))
 _URL_RE = re.compile(r"(?:https?://|www\.)[^\s<>\"]+?(?=[.,;:!?)\]\"'»]*(?:\s|$))")
 _UNSPACED_RANGES = (
     (0x0E00, 0x0EFF),  # Thai, Lao
@@ -83,11 +85,13 @@ def _flags(cp: int) -> int:
         (UPPER, ch.isupper()),
         (HYPHEN, ch in _HYPHENS),
         (INFIX, ch in _INFIX),
+        (DOT_AFTER, ch in "%²-+"),
+        (MATH, ch in "+-*^"),
     )
     return sum(flag for flag, yes in tests if yes)
 
 
-_TABLE = np.array([_flags(c) for c in range(0x10000)], dtype=np.uint16)  # the Basic Multilingual Plane
+_TABLE = np.array([_flags(c) for c in range(0x10000)], dtype=np.uint32)  # the Basic Multilingual Plane
 _P = np.uint64(0x100000001B3)  # odd: invertible mod 2**64, so a span's hash does not depend on its position
 
 
@@ -119,7 +123,8 @@ class Tokens:
     alpha: np.ndarray  # holds a letter
     sentence_end: np.ndarray  # a ".", "!" or "?" of its own
     hashes: np.ndarray  # equal tokens, equal hashes
-    contractions: int  # apostrophes between letters: spaCy splits "don't" in two, this keeps one token
+    contractions: np.ndarray  # apostrophes between letters: spaCy splits "don't" in two, this keeps one
+    unspaced: int  # tokens that are a character of a script without spaces
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -148,7 +153,7 @@ def tokenize(text: str) -> Tokens:
     dots = dot & (_shift(dot, 1, False) | _shift(dot, -1, False))  # "..": a run, split as one
     # suffixes: a "." only after a digit, a lower-case letter, %²-+, a mark or a quote, or two capitals
     two_capitals = (prev & UPPER != 0) & (_shift(f, 2, 0) & UPPER != 0)
-    after_ok = (prev & (DIGIT | LOWER | SUFFIX) != 0) | np.isin(_shift(cp, 1, 0), (0x25, 0xB2, 0x2D, 0x2B))
+    after_ok = prev & (DIGIT | LOWER | SUFFIX | DOT_AFTER) != 0
     suffix = has(SUFFIX | ICON) | dots | (dot & (after_ok | two_capitals))
     suffix |= ((cp == 0x25) | (cp == 0x2B)) & (prev & DIGIT != 0)  # 50% and 3+
     prefix = has(PREFIX | ICON) | dots | ((cp == 0x2B) & (nxt & DIGIT == 0))
@@ -181,11 +186,7 @@ def tokenize(text: str) -> Tokens:
             | (has(INFIX) & alnum_before & alpha_after)
             | ((cp == 0x2C) & (prev & ALPHA != 0) & alpha_after)
             | (dot & (prev & (LOWER | APOSTROPHE) != 0) & (nxt & (UPPER | APOSTROPHE) != 0))
-            | (
-                np.isin(cp, (0x2B, 0x2D, 0x2A, 0x5E))
-                & (prev & DIGIT != 0)
-                & ((nxt & DIGIT != 0) | (_shift(cp, -1, 0) == 0x2D))
-            )
+            | (has(MATH) & (prev & DIGIT != 0) & ((nxt & DIGIT != 0) | (_shift(cp, -1, 0) == 0x2D)))
         )
     )
     # each char's kind: 1 joins its neighbours of kind 1, 2 stands alone, 3 (dots) and 4 (hyphens) join
@@ -200,7 +201,7 @@ def tokenize(text: str) -> Tokens:
     starts = np.flatnonzero(start)
     boundaries = np.append(np.flatnonzero(start | space), n)  # a token runs to the next start or space
     ends = boundaries[np.searchsorted(boundaries, starts, side="right")]
-    contractions = int((core & has(APOSTROPHE) & (prev & ALPHA != 0) & alpha_after).sum())
+    contractions = np.flatnonzero(core & has(APOSTROPHE) & alnum_before & alpha_after)
     non_punct = np.concatenate(([0], np.cumsum(~has(PUNCT))))
     letters = np.concatenate(([0], np.cumsum(alpha)))
     single = ends - starts == 1
@@ -213,6 +214,7 @@ def tokenize(text: str) -> Tokens:
         sentence_end,
         _span_hashes(cp, starts, ends),
         contractions,
+        int((f[starts] & UNSPACED != 0).sum()),
     )
 
 
@@ -263,22 +265,28 @@ class Text:
     @cached_property
     def token_count(self) -> int:
         """Tokens as spaCy counts them (a contraction is two)."""
-        return len(self.tokens) + self.tokens.contractions
+        return len(self.tokens) + len(self.tokens.contractions)
 
     @cached_property
     def unspaced(self) -> bool:
         """Mostly written in a script without spaces: word lengths and line lengths mean other things."""
-        t = self.tokens
-        if not len(t):
-            return False
-        cp = np.frombuffer(self.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        return int((_classes(cp[t.starts]) & UNSPACED != 0).sum()) > len(t) // 2
+        return self.tokens.unspaced > len(self.tokens) // 2 if len(self.tokens) else False
+
+    @cached_property
+    def _line_ends(self) -> np.ndarray:
+        return np.cumsum([len(line) for line in self.text.splitlines(keepends=True)])
 
     @cached_property
     def line_of_token(self) -> np.ndarray:
         """The index in `lines` of each token's line."""
-        ends = np.cumsum([len(line) for line in self.text.splitlines(keepends=True)])
-        return np.searchsorted(ends, self.tokens.starts, side="right")
+        return np.searchsorted(self._line_ends, self.tokens.starts, side="right")
+
+    @cached_property
+    def tokens_per_line(self) -> np.ndarray:
+        """`token_count` line by line (no token spans a line break)."""
+        lines = len(self.lines)
+        contractions = np.searchsorted(self._line_ends, self.tokens.contractions, side="right")
+        return np.bincount(self.line_of_token, minlength=lines) + np.bincount(contractions, minlength=lines)
 
 
 def sentences_per_line(doc: Text) -> np.ndarray:

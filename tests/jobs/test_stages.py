@@ -18,6 +18,7 @@ from pipeline.dedup_stages import dedup
 from pipeline.documents import Document, read_documents
 from pipeline.extract import ExtractConfig
 from pipeline.filters import FilterConfig
+from pipeline.language import LanguageConfig
 from pipeline.stage import Stage, TaskRun, run_stage
 from pipeline.stage_folder import read_stage
 from pipeline.stages import extract, filter_documents
@@ -143,8 +144,9 @@ def test_rerun_resumes_without_redoing_work(stages):
 
 def test_changed_config_is_named_not_reused(stages):
     out, _ = stages
-    with pytest.raises(UsageError, match="min_language_score 0.65 -> 0.5"):
-        filter_documents(f"{out}/extract", f"{out}/filter", FilterConfig(min_language_score=0.5))
+    with pytest.raises(UsageError, match=r"language\.min_score 0.65 -> 0.5"):
+        cfg = FilterConfig(language=LanguageConfig(min_score=0.5))
+        filter_documents(f"{out}/extract", f"{out}/filter", cfg)
     with pytest.raises(UsageError, match="vocab_size 512 -> 600"):
         train_tokenizer(f"{out}/dedup", f"{out}/tok/tokenizer.json", TokenizerConfig(vocab_size=600))
 
@@ -163,7 +165,7 @@ def test_same_warc_twice_keeps_one_copy_of_each_page(stages, tmp_path):
     ids = [d.id for part in part_files(tmp_path / "dedup") for d in read_documents(part)]
     assert len(ids) == len(set(ids)) == kept
     excluded = pq.read_table(tmp_path / "dedup" / "excluded").to_pylist()
-    assert all(json.loads(row["metadata"])["dedup"]["duplicate_of"] == row["id"] for row in excluded)
+    assert all(row["metadata"]["dedup"]["duplicate_of"] == row["id"] for row in excluded)
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ def test_dedup_across_files_drops_copies_with_reason(stages, tmp_path):
     excluded = pq.read_table(tmp_path / "dedup" / "excluded").to_pylist()
     assert {row["id"].split("-", 1)[0] for row in excluded} == {"copy", "near"}
     for row in excluded:
-        assert json.loads(row["metadata"])["dedup"]["duplicate_of"] == row["id"].split("-", 1)[1]
+        assert row["metadata"]["dedup"]["duplicate_of"] == row["id"].split("-", 1)[1]
     kept = {d.id: d for part in part_files(tmp_path / "dedup") for d in read_documents(part)}
     heads = [d for d in kept.values() if "dedup" in d.metadata]
     assert len(heads) == 2 and all(d.metadata["dedup"]["cluster"] == d.id for d in heads)

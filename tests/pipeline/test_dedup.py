@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
@@ -162,7 +161,7 @@ def outcome(folder: Path) -> dict[str, tuple[str, str, str]]:
     for sub in ("", "excluded/"):
         for f in sorted(folder.glob(f"{sub}part-*.parquet")):
             for row in pq.read_table(f).to_pylist():
-                meta = json.loads(row["metadata"] or "{}").get("dedup", {})
+                meta = (row["metadata"] or {}).get("dedup") or {}
                 out[row["id"]] = (
                     row.get("reason", "kept"),
                     meta.get("cluster", ""),
@@ -246,7 +245,7 @@ def test_a_repeated_id_keeps_one_copy_whatever_the_text(ray_head, tmp_path):
     assert result.stats.dropped == {"duplicate_id": 2} and result.stats.counters["docs_out"] == 2
     files = sorted(str(f) for f in (tmp_path / "dedup").glob("part-*.parquet"))
     kept = pq.read_table(files, columns=["id", "text", "metadata"]).to_pylist()
-    assert sorted((r["id"], r["text"][:5], json.loads(r["metadata"])["dedup"]["cluster"]) for r in kept) == [
+    assert sorted((r["id"], r["text"][:5], r["metadata"]["dedup"]["cluster"]) for r in kept) == [
         ("a", "first", "a"),
         ("b", "hills", "b"),
     ]
