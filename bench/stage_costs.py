@@ -10,6 +10,7 @@ what decides how far one process can go.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 import time
@@ -21,7 +22,7 @@ from pipeline.dedup import DedupConfig, sketch  # noqa: E402
 from pipeline.dedup_stages import BAND  # noqa: E402
 from pipeline.documents import DocumentSink, read_documents  # noqa: E402
 from pipeline.extract import ExtractConfig, extract_warc  # noqa: E402
-from pipeline.filters import FilterConfig, build_filters, first_failure  # noqa: E402
+from pipeline.filters import FilterChain, FilterConfig, first_reason  # noqa: E402
 from pipeline.stats import Stats  # noqa: E402
 from tokenizer.bpe import encode_documents, train_bpe  # noqa: E402
 from tokenizer.shards import token_dtype  # noqa: E402
@@ -60,10 +61,14 @@ def main() -> None:
         print(f"{'anchor: read a document from Parquet':<44} {anchor:8.3f} ms/doc")
         label = "extract (trafilatura, per WARC record)"
         print(f"{label:<44} {extract_ms:8.3f} ms/doc  {extract_ms / anchor:7.1f}x the anchor")
-        filters = build_filters(FilterConfig())
-        per_doc(
-            "filter (language, Gopher quality+repetition)", docs, lambda d: first_failure(filters, d), anchor
-        )
+        chain = FilterChain(FilterConfig())
+
+        def judge(d) -> None:
+            d = dataclasses.replace(d, metadata={})
+            if first_reason(chain.judge(d)) is None:
+                chain.redact(d)
+
+        per_doc("filter (FineWeb's sequence + PII)", docs, judge, anchor)
         cfg = DedupConfig()
 
         def signature(d) -> None:

@@ -42,8 +42,11 @@ def _merged(table: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
     out = dict(table)
     for key, value in flags.items():
         if isinstance(value, dict):
+            if all(v is None for v in value.values()):
+                continue
             inner = out.get(key, {})
-            out[key] = _merged(inner if isinstance(inner, dict) else {}, value)
+            # a value that should be a table but is not: kept, so the converter names it
+            out[key] = _merged(inner, value) if isinstance(inner, dict) else inner
         elif value is not None:
             out[key] = value
     return out

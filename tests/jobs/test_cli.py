@@ -64,6 +64,6 @@ def test_a_stage_reads_its_table_of_a_config_file(tmp_path):
         "extract", "tests/data/sample-20.warc.gz", "--output", str(tmp_path / "o"), "--config", str(config)
     )
     assert done.returncode == 2 and "[extract] time_limit_s must be float, got str 'soon'" in done.stderr
-    config.write_text("[filter]\nlanguage = ['en']\n")
+    config.write_text("[filter]\nlanguages = ['en']\n")
     done = run_tokenmill("filter", str(tmp_path), "--output", str(tmp_path / "f"), "--config", str(config))
-    assert done.returncode == 2 and "[filter] has unknown key(s) language; known: languages" in done.stderr
+    assert done.returncode == 2 and "[filter] has unknown key(s) languages; known: unicode_repair, url, language" in done.stderr

@@ -164,8 +164,8 @@ def outcome(folder: Path) -> dict[str, tuple[str, str, str]]:
                 meta = (row["metadata"] or {}).get("dedup") or {}
                 out[row["id"]] = (
                     row.get("reason", "kept"),
-                    meta.get("cluster", ""),
-                    meta.get("duplicate_of", ""),
+                    meta.get("cluster") or "",
+                    meta.get("duplicate_of") or "",
                 )
     return out
 

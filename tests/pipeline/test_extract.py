@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import statistics
 import threading
 import time
@@ -154,21 +153,6 @@ def test_undecodable_bytes_are_not_text():
     # stray control characters are removed; many are not text in this charset
     assert decode_html(b"<p>a\x00b</p>" + b"c" * 2000, "text/html")[0] == "<p>ab</p>" + "c" * 2000
     assert decode_html(b"<p>a\x00b</p>" * 50, "text/html") == (None, "")
-
-
-def test_nothing_touches_the_network(monkeypatch, sample_responses):
-    from pipeline.filters import build_filters, first_failure
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    filters = build_filters()
-    for resp in sample_responses[:3]:
-        doc, reason = extract_document(resp, "sample-20.warc.gz")
-        assert reason is None
-        first_failure(filters, doc)
 
 
 def test_word_f1():

@@ -187,7 +187,10 @@ HASHTAGS = " ".join(
     [
         ("Home\nAbout us\nContact\nLogin\nPrivacy policy\nTerms of use", "gopher_quality.words"),
         ("\n".join(f"- item number {i} of the list" for i in range(80)), "gopher_quality.bullet_lines_ratio"),
-        (HASHTAGS + " " + HASHTAGS.replace("#", "#the") + " and the best of the web", "gopher_quality.hash_ratio"),
+        (
+            HASHTAGS + " " + HASHTAGS.replace("#", "#the") + " and the best of the web",
+            "gopher_quality.hash_ratio",
+        ),
         (
             "\n\n".join(["Subscribe to our newsletter for the latest news and offers."] * 12),
             "gopher_repetition.dup_para_frac",
