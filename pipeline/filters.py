@@ -83,9 +83,12 @@ _MOJIBAKE_CHARS = "".join(
     for k in ("c1", "bad", "lower_accented", "upper_accented", "box", "currency", "numeric", "law", "kaomoji")
 )
 _CONTROLS = "".join(re.escape(chr(c)) for c in CONTROL_CHARS)
-_MAY_NEED_REPAIR = re.compile(
-    f"[{_MOJIBAKE_CHARS}{_CONTROLS}ŒœØÙ×√≈‚ĀāВГРСвΒΓΞΟβ°\x1b\ud800-\udfff]|{HTML_ENTITY_RE.pattern}"
-)
+_REPAIR_CHARS = re.compile(f"[{_MOJIBAKE_CHARS}{_CONTROLS}ŒœØÙ×√≈‚ĀāВГРСвΒΓΞΟβ°\x1b\ud800-\udfff]")
+
+
+def _may_need_repair(text: str) -> bool:
+    # one character class scans at C speed; the entity pattern only where there is an "&"
+    return bool(_REPAIR_CHARS.search(text)) or ("&" in text and bool(HTML_ENTITY_RE.search(text)))
 
 
 _FTFY_NO_HTML = _FTFY._replace(unescape_html=False)
@@ -94,13 +97,13 @@ _FTFY_NO_HTML = _FTFY._replace(unescape_html=False)
 def repair_unicode(text: str) -> str:
     """ftfy.fix_text with these settings, same result: it fixes a text line by line, so only the lines
     that may need it are given to ftfy (it stops unescaping HTML entities after a line with a "<")."""
-    if not _MAY_NEED_REPAIR.search(text):
+    if not _may_need_repair(text):
         return text
     out, config = [], _FTFY
     for line in text.splitlines(keepends=True) if "\r" not in text else [text]:
         if config is _FTFY and "<" in line:
             config = _FTFY_NO_HTML
-        out.append(ftfy.fix_and_explain(line, config)[0] if _MAY_NEED_REPAIR.search(line) else line)
+        out.append(ftfy.fix_and_explain(line, config)[0] if _may_need_repair(line) else line)
     return "".join(out)
 
 

@@ -36,14 +36,21 @@ class VectorLanguageIdentifier(LanguageIdentifier):
         self._rows = np.asarray(self.tk_row, dtype=np.int64) << 8
         self._out = np.asarray(self.tk_output, dtype=np.int64)
         self._depth = _deepest_state(self._next, self._rows)
+        # the state after any two bytes from the start: one lookup in 256 kB instead of two in 39 MB
+        first = self._next[self._rows[0] + np.arange(256)]
+        self._two = self._next[(self._rows[first][:, None] + np.arange(256)).ravel()]
+        assert self._next[self._rows[0]] == 0, "a NUL byte must leave the start state (padding below)"
+        # py3langid's weights are float16: a float32 copy (57 MB) makes the scoring product 4x faster
+        self._weights = np.asarray(self.nb_ptc, dtype=np.float32)
 
     def visit_counts(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         """(feature ids, counts) of the n-grams in `data`: py3langid's `visit_counts`, vectorised."""
-        b = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
-        state = np.zeros(len(b), dtype=np.int64)
-        for back in range(self._depth - 1, -1, -1):  # feed each window's bytes, oldest first
-            fed = np.arange(back, len(b))
-            state[fed] = self._next[self._rows[state[fed]] + b[fed - back]]
+        d, n = self._depth, len(data)
+        # NUL bytes before the text keep the start state, so every byte gets a full window of d bytes
+        b = np.concatenate((np.zeros(d - 1, dtype=np.int64), np.frombuffer(data, dtype=np.uint8)))
+        state = self._two[(b[:n] << 8) + b[1 : n + 1]].astype(np.int64)
+        for k in range(2, d):
+            state = self._next[self._rows[state] + b[k : n + k]]
         features = self._out[state]
         return np.unique(features[features >= 0], return_counts=True)
 
@@ -51,7 +58,7 @@ class VectorLanguageIdentifier(LanguageIdentifier):
         ids, counts = self.visit_counts(text)
         if not len(ids):
             return super()._raw_score(b"")  # py3langid's score for a text without features
-        return np.log1p(counts.astype(np.float32)) @ self.nb_ptc[ids] + self.nb_pc
+        return np.log1p(counts.astype(np.float32)) @ self._weights[ids] + self.nb_pc
 
 
 def _deepest_state(nextmove: np.ndarray, rows: np.ndarray) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache
 
 import numpy as np
 
@@ -136,11 +136,6 @@ class _Grams:
     ids: np.ndarray
     counts: np.ndarray
 
-    @cached_property
-    def repeated(self) -> np.ndarray:
-        """Positions of n-grams occurring twice or more."""
-        return self.positions[self.counts[self.ids] > 1]
-
 
 def _ngram_ids(hashes: np.ndarray, longest: int) -> dict[int, _Grams]:
     """n -> the n-grams of the tokens, n = 1..longest. An n-gram's id ranks the pair (its (n-1)-gram's
@@ -174,19 +169,19 @@ def _top_ngram_chars(grams: _Grams, lengths: np.ndarray, n: int) -> int:
 def _repeated_ngram_chars(grams: _Grams, lengths: np.ndarray, n: int) -> int:
     """Characters of n-grams that repeat an earlier one, scanned as Gopher does: after a repeat the scan
     jumps past it. Only n-grams occurring twice or more can change the scan, so only they are visited."""
-    candidates = grams.repeated
-    if not len(candidates):
+    mask = grams.counts[grams.ids] > 1
+    if not mask.any():
         return 0
+    candidates, ids = grams.positions[mask], grams.ids[mask]
     ends = np.concatenate(([0], np.cumsum(lengths)))
+    chars = ends[candidates + n] - ends[candidates]
     seen: set[int] = set()
     repeated, resume = 0, 0
-    id_of = dict(zip(grams.positions.tolist(), grams.ids.tolist(), strict=True))
-    for i in candidates.tolist():
+    for i, g, size in zip(candidates.tolist(), ids.tolist(), chars.tolist(), strict=True):
         if i < resume:
             continue
-        g = id_of[i]
         if g in seen:
-            repeated += int(ends[i + n] - ends[i])
+            repeated += size
             resume = i + n
         else:
             seen.add(g)
@@ -296,42 +291,45 @@ class C4Quality:
     def check(self, doc: Text, language: str | None = None) -> tuple[Verdict, Text]:
         """The verdict, and the text with the removed lines gone (the next rules read that text)."""
         c = self.cfg
-        policy = c.filter_policy and (language or "en") == "en"
+        english = c.filter_policy and (language or "en") == "en"
         kept_lines: list[str] = []
         kept_tokens = 0  # the tokens of the text C4 leaves, counted from the lines' (no second cut)
         sentences, first_doc_rule = 0, None
         per_line = sentences_per_line(doc) if c.min_num_sentences > 0 else None
+        # what the page holds at all, so most lines need no substring search
+        low = doc.text.lower()
+        lorem = c.filter_lorem_ipsum and "lorem ipsum" in low
+        curly = c.filter_curly_bracket and "{" in low
+        javascript = c.filter_javascript and "javascript" in low
+        policy = english and any(p in low for p in POLICY_PHRASES)
+        citations = c.remove_citations and "[" in low
         for i, line in enumerate(doc.lines):
             line = line.strip()
             words = line.split()
             if 0 < c.max_word_length < len(line) and max(map(len, words)) > c.max_word_length:
                 continue
-            if c.remove_citations and "[" in line:
+            changed = False
+            if citations and "[" in line:
                 cited, line = line, remove_citations(line)
+                changed = cited != line
             if c.filter_no_terminal_punct and (not ends_sentence(line) or line.endswith("...")):
                 continue
             if doc.unspaced:  # a CJK line is one "word" to str.split: count its characters instead
                 words = [ch for ch in line if not ch.isspace()]
             if len(words) < c.min_words_per_line:
                 continue
-            lower = line.lower()
+            lower = line.lower() if lorem or curly or javascript or policy else ""
+            has_js = javascript and "javascript" in lower
             if first_doc_rule is None:
-                if c.filter_lorem_ipsum and "lorem ipsum" in lower:
+                if lorem and "lorem ipsum" in lower:
                     first_doc_rule = "lorem_ipsum"
-                elif (
-                    c.filter_curly_bracket
-                    and "{" in line
-                    and not (c.filter_javascript and "javascript" in lower)
-                ):
+                elif curly and "{" in line and not has_js:
                     first_doc_rule = "curly_bracket"
-            if c.filter_javascript and "javascript" in lower:
-                continue
-            if policy and any(p in lower for p in POLICY_PHRASES):
+            if has_js or (policy and any(p in lower for p in POLICY_PHRASES)):
                 continue
             if per_line is not None:
                 sentences += int(per_line[i])
             kept_lines.append(line)
-            changed = c.remove_citations and "[" in doc.lines[i] and cited != line
             kept_tokens += Text(line).token_count if changed else int(doc.tokens_per_line[i])
         s = {
             "lines_removed": len(doc.lines) - len(kept_lines),
@@ -340,7 +338,7 @@ class C4Quality:
             "curly_bracket": first_doc_rule == "curly_bracket",
         }
         reason = first_doc_rule or ("sentences" if sentences < c.min_num_sentences else None)
-        skipped = () if policy or not c.filter_policy else (f"{self.name}.policy:English phrases",)
+        skipped = () if english or not c.filter_policy else (f"{self.name}.policy:English phrases",)
         joined = "\n".join(kept_lines).strip()
         kept = doc
         if joined != doc.text:

@@ -301,8 +301,8 @@ def sentences_per_line(doc: Text) -> np.ndarray:
     prev = np.concatenate(([0], words[:-1] + 1))
     after_end = ends_seen[words] > ends_seen[prev]  # a sentence end since the previous word
     starts_sentence = first_in_line | after_end
-    np.add.at(counts, line[words][starts_sentence], 1)
-    lines_with_tokens = np.unique(line)
-    no_word = np.setdiff1d(lines_with_tokens, line[words])
-    counts[no_word] = 1  # marks only: spaCy still makes it one sentence
+    lines = len(doc.lines)
+    counts = np.bincount(line[words][starts_sentence], minlength=lines)
+    marks_only = (np.bincount(line, minlength=lines) > 0) & (np.bincount(line[words], minlength=lines) == 0)
+    counts[marks_only] = 1  # marks only: spaCy still makes it one sentence
     return counts
