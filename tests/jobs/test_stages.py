@@ -308,3 +308,37 @@ def test_tokenize_rolls_over_to_new_shards(stages, tmp_path):
     assert manifest["totals"]["all"]["num_tokens"] == one["totals"]["all"]["num_tokens"]
     assert manifest["totals"]["val"]["num_docs"] == one["totals"]["val"]["num_docs"]
     assert small.stats.counters["docs_out"] == r["tokenize"].stats.counters["docs_out"]
+
+
+def test_filter_decontaminates_and_says_why(stages, tmp_path):
+    """`tokenmill filter --decontaminate`: a page holding an evaluation passage goes (or, with mark, stays
+    marked), the reason and hits are recorded, and a changed evaluation file is a change a rerun names."""
+    out, r = stages
+    page = next(read_documents(part_files(out / "filter")[0]))
+    passage = " ".join(page.text.split()[40:70])  # 30 words of a kept page, as an evaluation item
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text(json.dumps({"question": passage.upper(), "answer": "B"}) + "\n")
+    args = ["filter", f"{out}/extract", "--output", str(tmp_path / "f"), "--decontaminate", str(evals)]
+    done = run_tokenmill(*args)
+    assert done.returncode == 0, done.stderr
+    assert "decontamination.ngrams" in done.stdout
+    excluded = pq.read_table(tmp_path / "f" / "excluded").to_pylist()
+    (row,) = [x for x in excluded if x["reason"] == "decontamination.ngrams"]
+    assert row["id"] == page.id and row["metadata"]["filter"]["decontamination"]["ngrams"] >= 17
+    assert row["metadata"]["filter"]["decontamination"]["file"].endswith("eval.jsonl")
+    counters = json.loads((tmp_path / "f" / "stats" / "merged.json").read_text())["counters"]
+    assert counters["docs_out"] == r["filter"].stats.counters["docs_out"] - 1
+    evals.write_text(json.dumps({"question": passage + " (edited)", "answer": "C"}) + "\n")
+    again = run_tokenmill(*args)
+    assert again.returncode == 2 and "decontamination=" in again.stderr  # named, not silently reused
+    mark = ["filter", f"{out}/extract", "--output", str(tmp_path / "m"), "--decontaminate", str(evals)]
+    marked = run_tokenmill(*mark, "--decontaminate-action", "mark")
+    assert marked.returncode == 0, marked.stderr
+    kept = {d.id: d for p in (tmp_path / "m").glob("part-*.parquet") for d in read_documents(str(p))}
+    assert kept[page.id].metadata["filter"]["decontamination"]["ngrams"] >= 17
+    assert (
+        json.loads((tmp_path / "m" / "stats" / "merged.json").read_text())["counters"][
+            "decontamination_marked"
+        ]
+        == 1
+    )
