@@ -35,10 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-language-score", type=float, default=None, help="minimum language probability")
     p.add_argument(
         "--decontaminate",
-        nargs="+",
+        action="append",
         metavar="FILE",
-        help="evaluation sets (.jsonl[.gz], .json, .txt[.gz]; local or s3://): drop documents sharing a "
-        "13-word n-gram with any of their items",
+        help="an evaluation set (.jsonl[.gz], .json, .txt[.gz], a folder or glob; local or s3://): drop "
+        "documents sharing a 13-word n-gram with any of its items; repeat for more sets",
     )
     p.add_argument(
         "--decontaminate-action",
