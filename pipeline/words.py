@@ -53,6 +53,16 @@ _INFIX = set(":<>=/")
     DOT_AFTER,  # a "." after it is a suffix: %²-+
     MATH,  # between digits, an infix: +-*^
 ) = (1 << i for i in range(17))
+# spaCy's special cases that matter for counts: abbreviations keep their final "." (so no sentence ends
+# there), and a unit right after a number is a token of its own ("16GB" is "16" and "GB")
+_ABBREVIATIONS = frozenset(
+    "e.g i.e a.m p.m Ph.D vs Mr Mrs Ms Dr Prof St Jr Sr Inc Co Corp Ltd Bros Gov Sen Rep Rev Mt "
+    "Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec".split()
+)
+_UNIT_RE = re.compile(
+    r"(?:km|cm|mm|dm|nm|µm|m|ha|yd|in|ft|kg|mg|µg|g|t|lb|oz|mph|kmh|hPa|Pa|mbar|mb|MB|kb|KB|gb|GB|tb|TB|T|G|M|K"
+    r"|am|pm)(?![\w])"
+)
 _URL_RE = re.compile(r"(?:https?://|www\.)[^\s<>\"]+?(?=[.,;:!?)\]\"'»]*(?:\s|$))")
 _UNSPACED_RANGES = (
     (0x0E00, 0x0EFF),  # Thai, Lao
@@ -173,7 +183,14 @@ def tokenize(text: str) -> Tokens:
             in_url[m.start() : m.end()] = True
         leading &= ~in_url
         trailing &= ~in_url
+    for i in np.flatnonzero(trailing & dot).tolist():  # "Inc." and "e.g." keep their "."
+        if text[first[i] : i].lstrip("".join(_PREFIX)) in _ABBREVIATIONS:
+            trailing[i] = False
     core = ~space & ~leading & ~trailing
+    split = np.zeros(n, dtype=bool)
+    for i in np.flatnonzero(core & alpha & (prev & DIGIT != 0)).tolist():  # a unit after a number
+        if _UNIT_RE.match(text, i):
+            split[i] = True
     # infixes: split inside a chunk only between these neighbours
     infix = (
         core
@@ -197,7 +214,7 @@ def tokenize(text: str) -> Tokens:
     kind[has(UNSPACED) & ~infix] = 2
     kind[space] = 0
     prev_kind = _shift(kind, 1, 0)
-    start = (kind > 0) & (chunk_start | (kind == 2) | (kind != prev_kind))
+    start = (kind > 0) & (chunk_start | (kind == 2) | (kind != prev_kind) | split)
     starts = np.flatnonzero(start)
     boundaries = np.append(np.flatnonzero(start | space), n)  # a token runs to the next start or space
     ends = boundaries[np.searchsorted(boundaries, starts, side="right")]
