@@ -52,13 +52,16 @@ _INFIX = set(":<>=/")
     INFIX,
     DOT_AFTER,  # a "." after it is a suffix: %²-+
     MATH,  # between digits, an infix: +-*^
-) = (1 << i for i in range(17))
+    MARK,  # neither a word character nor a space: the only characters whose place needs deciding
+) = (1 << i for i in range(18))
 # spaCy's special cases that matter for counts: abbreviations keep their final "." (so no sentence ends
 # there), and a unit right after a number is a token of its own ("16GB" is "16" and "GB")
 _ABBREVIATIONS = frozenset(
     "e.g i.e a.m p.m Ph.D vs Mr Mrs Ms Dr Prof St Jr Sr Inc Co Corp Ltd Bros Gov Sen Rep Rev Mt "
     "Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec".split()
 )
+_LONGEST_ABBREVIATION = max(map(len, _ABBREVIATIONS))
+_PREFIX_CHARS = "".join(sorted(_PREFIX))
 _UNIT_RE = re.compile(
     r"(?:km|cm|mm|dm|nm|µm|m|ha|yd|in|ft|kg|mg|µg|g|t|lb|oz|mph|kmh|hPa|Pa|mbar|mb|MB|kb|KB|gb|GB|tb|TB|T|G|M|K"
     r"|am|pm)(?![\w])"
@@ -97,6 +100,7 @@ def _flags(cp: int) -> int:
         (INFIX, ch in _INFIX),
         (DOT_AFTER, ch in "%²-+"),
         (MATH, ch in "+-*^"),
+        (MARK, not (ch.isalnum() or ch.isspace())),  # "_" too: spaCy splits it off like a mark
     )
     return sum(flag for flag, yes in tests if yes)
 
@@ -140,87 +144,112 @@ class Tokens:
         return len(self.starts)
 
 
-def _shift(x: np.ndarray, by: int, fill) -> np.ndarray:
-    """x moved `by` places right (>0: each element sees its predecessor) or left, `fill` coming in."""
-    out = np.full_like(x, fill)
-    if by > 0:
-        out[by:] = x[:-by]
-    else:
-        out[:by] = x[-by:]
+def _at(values: np.ndarray, positions: np.ndarray, fill: int) -> np.ndarray:
+    """values[positions], `fill` where a position falls off either end."""
+    out = (
+        values[np.clip(positions, 0, len(values) - 1)]
+        if len(values)
+        else np.zeros(len(positions), values.dtype)
+    )
+    out[(positions < 0) | (positions >= len(values))] = fill
     return out
 
 
 def tokenize(text: str) -> Tokens:
-    """Cut `text` into tokens (see the module docstring)."""
+    """Cut `text` into tokens (see the module docstring). Only the marks (punctuation, symbols: ~5% of a
+    page) are looked at one by one, as arrays of their positions; letters and digits join by default."""
     cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     n = len(cp)
     f = _classes(cp)
-    has = lambda flag: f & flag != 0  # noqa: E731
-    space, alpha = has(SPACE), has(ALPHA)
-    prev, nxt = _shift(f, 1, SPACE), _shift(f, -1, SPACE)
-    alnum_before, alpha_after = prev & (ALPHA | DIGIT) != 0, nxt & ALPHA != 0
-    dot = cp == 0x2E
-    dots = dot & (_shift(dot, 1, False) | _shift(dot, -1, False))  # "..": a run, split as one
+    space_at = np.flatnonzero(f & SPACE)
+    m = np.flatnonzero(f & MARK)  # the marks' positions
+    fm, cm = f[m], cp[m]
+    prev, prev2, nxt = _at(f, m - 1, SPACE), _at(f, m - 2, SPACE), _at(f, m + 1, SPACE)
+    dot = cm == 0x2E
+    dots = dot & ((_at(cp, m - 1, 0) == 0x2E) | (_at(cp, m + 1, 0) == 0x2E))  # "..": a run, split as one
     # suffixes: a "." only after a digit, a lower-case letter, %²-+, a mark or a quote, or two capitals
-    two_capitals = (prev & UPPER != 0) & (_shift(f, 2, 0) & UPPER != 0)
     after_ok = prev & (DIGIT | LOWER | SUFFIX | DOT_AFTER) != 0
-    suffix = has(SUFFIX | ICON) | dots | (dot & (after_ok | two_capitals))
-    suffix |= ((cp == 0x25) | (cp == 0x2B)) & (prev & DIGIT != 0)  # 50% and 3+
-    prefix = has(PREFIX | ICON) | dots | ((cp == 0x2B) & (nxt & DIGIT == 0))
-    # the runs of prefixes at the start of each chunk and of suffixes at its end
-    idx = np.arange(n)
-    chunk_start = ~space & _shift(space, 1, True)
-    first = np.maximum.accumulate(np.where(chunk_start, idx, 0))
-    not_prefix = np.concatenate(([0], np.cumsum(~prefix & ~space)))
-    leading = prefix & (not_prefix[idx + 1] == not_prefix[first])
-    chunk_end = ~space & _shift(space, -1, True)
-    last = n - 1 - np.maximum.accumulate(np.where(chunk_end[::-1], idx, 0))[::-1]
-    not_suffix = np.concatenate(([0], np.cumsum(~suffix & ~space)))
-    trailing = suffix & ~leading & (not_suffix[last + 1] == not_suffix[idx])
-    in_url = np.zeros(n, dtype=bool)
+    two_capitals = (prev & UPPER != 0) & (prev2 & UPPER != 0)
+    suffix = (fm & (SUFFIX | ICON) != 0) | dots | (dot & (after_ok | two_capitals))
+    suffix |= ((cm == 0x25) | (cm == 0x2B)) & (prev & DIGIT != 0)  # 50% and 3+
+    prefix = (fm & (PREFIX | ICON) != 0) | dots | ((cm == 0x2B) & (nxt & DIGIT == 0))
+    # each mark's chunk (the run of non-spaces holding it), and whether all of it up to the mark are
+    # prefixes (leading) or all of it from the mark on are suffixes (trailing)
+    k = np.searchsorted(space_at, m)
+    first = np.where(k > 0, space_at[np.maximum(k - 1, 0)] + 1, 0) if len(space_at) else np.zeros_like(m)
+    last = space_at[np.minimum(k, len(space_at) - 1)] - 1 if len(space_at) else np.full_like(m, n - 1)
+    last = np.where(k < len(space_at), last, n - 1)
+    prefixes = np.concatenate(([0], np.cumsum(prefix)))
+    suffixes = np.concatenate(([0], np.cumsum(suffix)))
+    i = np.arange(len(m))
+    leading = prefix & (prefixes[i + 1] - prefixes[np.searchsorted(m, first)] == m - first + 1)
+    trailing = (
+        suffix & ~leading & (suffixes[np.searchsorted(m, last, side="right")] - suffixes[i] == last - m + 1)
+    )
+    in_url = np.zeros(len(m), dtype=bool)
     if "://" in text or "www." in text:  # a URL is one token (spaCy's url_match); a regex only then
-        for m in _URL_RE.finditer(text):
-            in_url[m.start() : m.end()] = True
+        for u in _URL_RE.finditer(text):
+            in_url[np.searchsorted(m, u.start()) : np.searchsorted(m, u.end())] = True
         leading &= ~in_url
         trailing &= ~in_url
-    for i in np.flatnonzero(trailing & dot).tolist():  # "Inc." and "e.g." keep their "."
-        if text[first[i] : i].lstrip("".join(_PREFIX)) in _ABBREVIATIONS:
-            trailing[i] = False
-    core = ~space & ~leading & ~trailing
-    split = np.zeros(n, dtype=bool)
-    for i in np.flatnonzero(core & alpha & (prev & DIGIT != 0)).tolist():  # a unit after a number
-        if _UNIT_RE.match(text, i):
-            split[i] = True
-    # infixes: split inside a chunk only between these neighbours
+    short = trailing & dot & (m - first <= _LONGEST_ABBREVIATION + 2) & (prev & ALPHA != 0)
+    for j in np.flatnonzero(short).tolist():  # "Inc." and "e.g." keep their "."
+        if text[first[j] : m[j]].lstrip(_PREFIX_CHARS) in _ABBREVIATIONS:
+            trailing[j] = False
+    core = ~leading & ~trailing
+    alnum_before, alpha_after = prev & (ALPHA | DIGIT) != 0, nxt & ALPHA != 0
     infix = (
         core
         & ~in_url
         & (
-            has(ICON)
+            (fm & ICON != 0)
             | dots
-            | (cp == 0x2026)
-            | (has(HYPHEN) & alnum_before & alpha_after)
-            | (has(INFIX) & alnum_before & alpha_after)
-            | ((cp == 0x2C) & (prev & ALPHA != 0) & alpha_after)
+            | (cm == 0x2026)
+            | ((fm & (HYPHEN | INFIX) != 0) & alnum_before & alpha_after)
+            | ((cm == 0x2C) & (prev & ALPHA != 0) & alpha_after)
             | (dot & (prev & (LOWER | APOSTROPHE) != 0) & (nxt & (UPPER | APOSTROPHE) != 0))
-            | (has(MATH) & (prev & DIGIT != 0) & ((nxt & DIGIT != 0) | (_shift(cp, -1, 0) == 0x2D)))
+            | ((fm & MATH != 0) & (prev & DIGIT != 0) & ((nxt & DIGIT != 0) | (_at(cp, m + 1, 0) == 0x2D)))
         )
     )
-    # each char's kind: 1 joins its neighbours of kind 1, 2 stands alone, 3 (dots) and 4 (hyphens) join
-    # their own kind; an unspaced script's character stands alone
+    # a mark joins the letters and digits around it (kind 1), stands alone (2), or joins its own kind
+    # of run: dots (3), hyphens between words (4)
     kind = np.where(core & ~infix, 1, 2)
     kind[dots] = 3
-    kind[infix & has(HYPHEN)] = 4
-    kind[has(UNSPACED) & ~infix] = 2
-    kind[space] = 0
-    prev_kind = _shift(kind, 1, 0)
-    start = (kind > 0) & (chunk_start | (kind == 2) | (kind != prev_kind) | split)
-    starts = np.flatnonzero(start)
-    boundaries = np.append(np.flatnonzero(start | space), n)  # a token runs to the next start or space
+    kind[infix & (fm & HYPHEN != 0)] = 4
+    # token starts: each chunk's first character; a mark that does not join (or the first of its run);
+    # the character after such a mark or run; a character of an unspaced script and the one after it;
+    # a unit after a number
+    not_joined = kind != 1
+    run_start = not_joined & (
+        (kind == 2) | np.concatenate(([True], (kind[1:] != kind[:-1]) | (m[1:] != m[:-1] + 1)))
+    )
+    run_end = not_joined & (
+        (kind == 2) | np.concatenate(((kind[:-1] != kind[1:]) | (m[1:] != m[:-1] + 1), [True]))
+    )
+    unspaced = np.flatnonzero(f & UNSPACED)
+    after_digit = np.flatnonzero((f[1:] & ALPHA != 0) & (f[:-1] & DIGIT != 0)) + 1
+    units = [i for i in after_digit.tolist() if _UNIT_RE.match(text, i)]
+    chunk_starts = space_at + 1
+    candidates = np.concatenate(
+        (
+            [0],
+            chunk_starts,
+            m[run_start],
+            m[run_end] + 1,
+            unspaced,
+            unspaced + 1,
+            np.array(units, dtype=np.int64),
+        )
+    )
+    candidates = candidates[candidates < n]
+    starts = _sorted_unique(candidates[(f[candidates] & SPACE) == 0])
+    boundaries = _sorted_unique(
+        np.concatenate((starts, space_at, [n]))
+    )  # a token runs to the next start or space
     ends = boundaries[np.searchsorted(boundaries, starts, side="right")]
-    contractions = np.flatnonzero(core & has(APOSTROPHE) & alnum_before & alpha_after)
-    non_punct = np.concatenate(([0], np.cumsum(~has(PUNCT))))
-    letters = np.concatenate(([0], np.cumsum(alpha)))
+    contractions = m[core & (fm & APOSTROPHE != 0) & alnum_before & alpha_after]
+    non_punct = np.concatenate(([0], np.cumsum((f & PUNCT) == 0)))
+    letters = np.concatenate(([0], np.cumsum((f & ALPHA) != 0)))
     single = ends - starts == 1
     sentence_end = single & (f[starts] & SENT_END != 0)
     return Tokens(
@@ -233,6 +262,12 @@ def tokenize(text: str) -> Tokens:
         contractions,
         int((f[starts] & UNSPACED != 0).sum()),
     )
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    # np.unique's hash table costs ~0.3 ms here; sorting a few thousand positions, ~0.03
+    x = np.sort(x)
+    return x[np.concatenate(([True], x[1:] != x[:-1]))] if len(x) else x
 
 
 def _span_hashes(cp: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
