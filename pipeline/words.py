@@ -1,10 +1,11 @@
 """Words, lines and sentences as the quality rules count them: at numpy speed, and as FineWeb counted them.
 
-FineWeb's rules (datatrove's blocks) count the tokens of spaCy's English tokenizer: every punctuation mark
-is a token ("end." is "end" and "."), so is a run of dots ("..."), a contraction is two ("do", "n't"),
-a decimal number ("3.14"), a URL and an e-mail address are one. Their thresholds were set on those counts,
-so the tokens here are the same kind, cut from the text's code points with a character-class table
-instead of spaCy (~10 ms a page, and not a dependency) or a regex engine (~2 ms): ~0.1 ms a page.
+FineWeb's rules (datatrove's blocks) count the tokens of spaCy's English tokenizer, and their thresholds
+were set on those counts. spaCy splits each whitespace-separated chunk by prefix, suffix and infix rules:
+"(end)." is "(", "end", ")", "."; "/etc", "03/03/2026", "3.14", a URL and an e-mail address stay whole; a
+contraction is two ("do", "n't"); "e.g." and "Inc." keep their dot; "16GB" is "16", "GB". The same rules
+are applied here to the text's code points with a character-class table, deciding only the marks one by
+one: ~0.8 ms for a 10k-character page, where spaCy takes ~24 ms (and is not a dependency).
 A character of a script written without spaces (Chinese, Japanese kana, Thai, Lao, Khmer, Myanmar) is a
 token of its own: without a dictionary that is as far as such text can be cut, and it keeps those pages
 from counting as a handful of huge "words".
