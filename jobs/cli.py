@@ -10,10 +10,11 @@ from collections.abc import Sequence
 COMMANDS = {
     "run": ("jobs.run", "run every stage from a TOML config (the demo: configs/demo.toml)"),
     "extract": ("jobs.extract", "WARC files -> Parquet documents (trafilatura main text)"),
-    "filter": ("jobs.filter", "keep documents in the wanted languages that pass quality heuristics"),
+    "filter": ("jobs.filter", "FineWeb's filters, PII redaction, decontamination; every drop explained"),
     "dedup": ("jobs.dedup", "drop exact and MinHash near duplicates across all files"),
     "train-tokenizer": ("jobs.train_tokenizer", "train a byte-level BPE tokenizer on documents"),
     "tokenize": ("jobs.tokenize", "documents -> Arrow token shards + manifest.json"),
+    "verify": ("jobs.verify", "check a shard folder against its manifest, byte for byte"),
     "report": ("jobs.report", "per-stage counts, drop reasons and wall times"),
     "pretrain": ("jobs.pretrain", "pretrain the GPT on a shard folder"),
     "generate": ("jobs.generate", "sample text from a pretrained checkpoint"),

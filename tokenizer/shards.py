@@ -58,6 +58,7 @@ class ShardInfo:
     num_docs: int
     num_tokens: int
     sha256: str
+    bytes: int = 0  # the file's size (0: a manifest written before sizes were recorded)
 
 
 def write_shard(
@@ -85,7 +86,8 @@ def write_shard(
     with storage.atomic_write(url) as f:
         f.write(memoryview(data))
     sha256 = hashlib.sha256(memoryview(data)).hexdigest()
-    return ShardInfo(url.rstrip("/").rsplit("/", 1)[-1], len(doc_ids), int(offsets[-1]), sha256)
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    return ShardInfo(name, len(doc_ids), int(offsets[-1]), sha256, len(data))
 
 
 @dataclass
@@ -182,10 +184,14 @@ def read_manifest(folder: str) -> Manifest:
     return Manifest.from_json(data)
 
 
-def verify_shards(folder: str) -> list[str]:
-    """Check every shard and the tokenizer against the manifest; return the problems found (empty if none).
+def verify_shards(folder: str, deep: bool = True) -> list[str]:
+    """What is wrong with a shard folder against its manifest, one line per problem naming the file
+    (empty: nothing).
 
-    A local folder's shards are memory-mapped; a remote one's are read once each, into memory.
+    Always: the tokenizer's sha256, and every shard present, of the manifest's size, with its counts and
+    dtype. `deep` (what `tokenmill verify` does) adds each shard's sha256, its document offsets, every token
+    id below the vocabulary size and an EOS ending every document: it reads every byte. A local folder's
+    shards are memory-mapped; a remote one's are read once each (deep) or only listed (quick).
     """
     manifest = read_manifest(folder)
     problems = []
@@ -195,22 +201,53 @@ def verify_shards(folder: str) -> list[str]:
     local = storage.is_local(folder)
     for split, shards in manifest.splits.items():
         for info in shards:
+            where = f"{split}/{info.file}"
             url = storage.join(folder, info.file)
             try:
+                size = storage.info(url).size
+            except FileNotFoundError:
+                problems.append(f"{where}: missing")
+                continue
+            if info.bytes and size != info.bytes:
+                problems.append(f"{where}: {size} bytes, the manifest says {info.bytes}")
+                continue
+            if not local and not deep:
+                continue
+            try:
                 if local:
-                    sha256, shard = sha256_file(url), read_shard(url)
+                    shard = read_shard(url)
+                    sha256 = sha256_file(url) if deep else info.sha256
                 else:
                     data = storage.read_bytes(url)
                     sha256, shard = hashlib.sha256(data).hexdigest(), _shard_from(pa.py_buffer(data), url)
-            except FileNotFoundError:
-                problems.append(f"{split}/{info.file}: missing")
+            except (pa.ArrowInvalid, ValueError, OSError) as e:
+                problems.append(f"{where}: not a readable shard ({e})")
                 continue
-            if sha256 != info.sha256:
-                problems.append(f"{split}/{info.file}: sha256 differs from the manifest")
-            if len(shard.doc_ids) != info.num_docs or len(shard.tokens) != info.num_tokens:
-                problems.append(f"{split}/{info.file}: counts differ from the manifest")
-            if shard.tokens.dtype != np.dtype(manifest.dtype):
-                problems.append(
-                    f"{split}/{info.file}: dtype {shard.tokens.dtype}, manifest says {manifest.dtype}"
-                )
+            problems += [f"{where}: {p}" for p in _shard_problems(shard, info, manifest, sha256, deep)]
     return problems
+
+
+def _shard_problems(shard: Shard, info: ShardInfo, manifest: Manifest, sha256: str, deep: bool) -> list[str]:
+    out = []
+    if sha256 != info.sha256:
+        out.append("sha256 differs from the manifest (the file changed or is damaged)")
+    if len(shard.doc_ids) != info.num_docs or len(shard.tokens) != info.num_tokens:
+        out.append(
+            f"counts differ from the manifest ({len(shard.doc_ids)} documents, {len(shard.tokens)} tokens; "
+            f"manifest: {info.num_docs}, {info.num_tokens})"
+        )
+    if shard.tokens.dtype != np.dtype(manifest.dtype):
+        out.append(f"dtype {shard.tokens.dtype}, manifest says {manifest.dtype}")
+    if out or not deep or not len(shard.tokens):
+        return out
+    offsets = shard.offsets
+    if offsets[0] != 0 or offsets[-1] != len(shard.tokens) or np.any(np.diff(offsets) <= 0):
+        return [*out, "document offsets are not increasing from 0 to the token count"]
+    if int(shard.tokens.max()) >= manifest.tokenizer.vocab_size:
+        bad = int(np.argmax(shard.tokens >= manifest.tokenizer.vocab_size))
+        out.append(
+            f"token id {int(shard.tokens[bad])} at {bad} >= vocab_size {manifest.tokenizer.vocab_size}"
+        )
+    if np.any(shard.tokens[offsets[1:] - 1] != manifest.tokenizer.eos_id):
+        out.append(f"a document does not end with EOS ({manifest.tokenizer.eos_id})")
+    return out

@@ -1,5 +1,8 @@
 """Random training windows and fixed validation windows, read zero-copy from memory-mapped token shards.
 
+At start the folder is checked cheaply against its manifest (sizes, counts, the tokenizer's sha256); each
+shard's sha256 is checked when it is first opened.
+
 A split's shards are one token stream (documents end in EOS, GPT-2 style), so a window may span documents
 and even shards. A window inside one shard is a view of the mmap; only the rare one crossing a shard
 boundary is copied. The batch for a step is a pure function of (seed, step): resuming needs no RNG state.
@@ -14,17 +17,40 @@ import numpy as np
 import torch
 
 from pipeline.config import UsageError
-from tokenizer.shards import Manifest, read_manifest, read_shard
+from tokenizer.shards import Manifest, ShardInfo, read_manifest, read_shard, sha256_file, verify_shards
 
 
 class TokenStream:
-    """The shards of one split, read as one contiguous stream of tokens."""
+    """The shards of one split, read as one contiguous stream of tokens.
 
-    def __init__(self, paths: list[str]) -> None:
-        self.shards = [t for t in (read_shard(p).tokens for p in paths) if len(t)]
-        lengths = np.array([len(t) for t in self.shards], dtype=np.int64)
+    A shard is opened (memory-mapped) the first time a window reaches it, and its sha256 is checked against
+    the manifest then: a damaged or replaced shard stops training with its name, not a wrong loss.
+    """
+
+    def __init__(self, folder: str, infos: list[ShardInfo]) -> None:
+        self.folder = folder
+        self.infos = [s for s in infos if s.num_tokens]
+        lengths = np.array([s.num_tokens for s in self.infos], dtype=np.int64)
         self.starts = np.concatenate(([0], np.cumsum(lengths)))  # stream offset of each shard, then the end
         self.num_tokens = int(self.starts[-1])
+        self._open: dict[int, np.ndarray] = {}
+
+    def shard(self, i: int) -> np.ndarray:
+        """The tokens of shard i, memory-mapped, checked on first use."""
+        if i not in self._open:
+            info = self.infos[i]
+            path = os.path.join(self.folder, info.file)
+            if sha256_file(path) != info.sha256:
+                raise UsageError(
+                    f"{path}: sha256 differs from the manifest (the shard changed or is damaged); "
+                    f"`tokenmill verify {self.folder}` checks them all"
+                )
+            self._open[i] = read_shard(path).tokens
+        return self._open[i]
+
+    @property
+    def shards(self) -> list[np.ndarray]:
+        return [self.shard(i) for i in range(len(self.infos))]
 
     def window(self, start: int, length: int) -> np.ndarray:
         """Tokens start..start+length: a view of the shard's mmap unless it crosses a shard boundary."""
@@ -32,11 +58,11 @@ class TokenStream:
             raise IndexError(f"window {start}+{length} outside a stream of {self.num_tokens} tokens")
         i = int(np.searchsorted(self.starts, start, side="right")) - 1
         offset = start - int(self.starts[i])
-        if offset + length <= len(self.shards[i]):
-            return self.shards[i][offset : offset + length]
+        if offset + length <= len(self.shard(i)):
+            return self.shard(i)[offset : offset + length]
         pieces, need = [], length
         while need:
-            piece = self.shards[i][offset : offset + need]
+            piece = self.shard(i)[offset : offset + need]
             pieces.append(piece)
             need -= len(piece)
             i, offset = i + 1, 0
@@ -51,10 +77,14 @@ class ShardLoader:
     ) -> None:
         """data_dir is a local folder; `name` is what messages call it (the URL it is a copy of)."""
         self.manifest = open_manifest(data_dir)
+        problems = verify_shards(data_dir, deep=False)  # cheap: sizes, counts, the tokenizer's sha256
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise UsageError(f"{name or data_dir}: {problems[0]}{more}; `tokenmill verify` lists them")
         self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
         splits = self.manifest.splits
-        self.train = TokenStream([os.path.join(data_dir, s.file) for s in splits.get("train", [])])
-        self.val = TokenStream([os.path.join(data_dir, s.file) for s in splits.get("val", [])])
+        self.train = TokenStream(data_dir, splits.get("train", []))
+        self.val = TokenStream(data_dir, splits.get("val", []))
         if self.train.num_tokens < block_size + 1:
             raise UsageError(
                 f"{name or data_dir}: the train split has {self.train.num_tokens} tokens, fewer than "

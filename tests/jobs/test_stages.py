@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -342,3 +343,23 @@ def test_filter_decontaminates_and_says_why(stages, tmp_path):
         ]
         == 1
     )
+
+
+def test_a_flipped_byte_stops_verify_and_pretrain_naming_the_shard(stages, tmp_path):
+    out, _ = stages
+    copy = tmp_path / "shards"
+    shutil.copytree(out / "shards", copy)
+    ok = run_tokenmill("verify", str(copy))
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: ") and "tokens verified" in ok.stdout
+    manifest = json.loads((copy / "manifest.json").read_text())
+    shard = manifest["splits"]["train"][0]["file"]
+    data = bytearray((copy / shard).read_bytes())
+    data[len(data) // 3] ^= 0x01  # inside the token stream: same size, same counts
+    (copy / shard).write_bytes(bytes(data))
+    bad = run_tokenmill("verify", str(copy))
+    assert bad.returncode == 1 and f"{copy}: train/{shard}: sha256 differs from the manifest" in bad.stdout
+    run = run_tokenmill(
+        "pretrain", "--data", str(copy), "--output", str(tmp_path / "run"), "--max-steps", "2",
+        "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "32", "--batch-size", "2",
+    )  # fmt: skip
+    assert run.returncode == 2 and f"{shard}: sha256 differs from the manifest" in run.stderr, run.stderr
