@@ -92,6 +92,7 @@ def _may_need_repair(text: str) -> bool:
 
 
 _FTFY_NO_HTML = _FTFY._replace(unescape_html=False)
+_AFTER_NEWLINE = re.compile(r"(?<=\n)")
 
 
 def repair_unicode(text: str) -> str:
@@ -100,7 +101,7 @@ def repair_unicode(text: str) -> str:
     if not _may_need_repair(text):
         return text
     out, config = [], _FTFY
-    for line in text.splitlines(keepends=True) if "\r" not in text else [text]:
+    for line in (s for s in _AFTER_NEWLINE.split(text) if s):  # ftfy's own segments: cut after each "\n"
         if config is _FTFY and "<" in line:
             config = _FTFY_NO_HTML
         out.append(ftfy.fix_and_explain(line, config)[0] if _may_need_repair(line) else line)

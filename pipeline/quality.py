@@ -308,10 +308,8 @@ class C4Quality:
             words = line.split()
             if 0 < c.max_word_length < len(line) and max(map(len, words)) > c.max_word_length:
                 continue
-            changed = False
-            if citations and "[" in line:
-                cited, line = line, remove_citations(line)
-                changed = cited != line
+            cited, line = line, remove_citations(line) if citations else line
+            changed = line != cited
             if c.filter_no_terminal_punct and (not ends_sentence(line) or line.endswith("...")):
                 continue
             if doc.unspaced:  # a CJK line is one "word" to str.split: count its characters instead

@@ -1,7 +1,7 @@
 """The URL blocklist step: datatrove's URLFilter rules and lists, held in 40 MB instead of 800.
 
 The lists are the ones datatrove ships in its wheel (the UT1 blocklists, `url_filterblacklistsv0_3_0.tar.gz`:
-4.6 million domains and 40 thousand URLs; banned, soft-banned and banned sub-words), judged as its
+4.6 million domains and 20 thousand URLs; banned, soft-banned and banned sub-words), judged as its
 URLFilter judges them: the registered domain or the full host on the domain list, the URL on the URL list,
 a banned word or `soft_word_threshold` soft-banned words among the URL's alphanumeric words, or a banned
 sub-word anywhere in its letters and digits. Two differences, both for running on a cluster:

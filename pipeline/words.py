@@ -36,7 +36,6 @@ _HYPHENS = set("-–—~")
 _INFIX = set(":<>=/")
 
 (
-    WORD,
     ALPHA,
     SPACE,
     UNSPACED,
@@ -54,7 +53,7 @@ _INFIX = set(":<>=/")
     DOT_AFTER,  # a "." after it is a suffix: %²-+
     MATH,  # between digits, an infix: +-*^
     MARK,  # neither a word character nor a space: the only characters whose place needs deciding
-) = (1 << i for i in range(18))
+) = (1 << i for i in range(17))
 # spaCy's special cases that matter for counts: abbreviations keep their final "." (so no sentence ends
 # there), and a unit right after a number is a token of its own ("16GB" is "16" and "GB")
 _ABBREVIATIONS = frozenset(
@@ -84,7 +83,6 @@ _UNSPACED_RANGES = (
 def _flags(cp: int) -> int:
     ch = chr(cp)
     tests = (
-        (WORD, ch.isalnum() or ch == "_"),
         (ALPHA, ch.isalpha()),
         (SPACE, ch.isspace()),
         (UNSPACED, any(a <= cp <= b for a, b in _UNSPACED_RANGES)),
@@ -344,17 +342,15 @@ class Text:
 
 def sentences_per_line(doc: Text) -> np.ndarray:
     """Sentences in each line: the first word starts one, and so does each word after a sentence end."""
-    t, line = doc.tokens, doc.line_of_token
-    counts = np.zeros(len(doc.lines), dtype=np.int64)
+    t, line, lines = doc.tokens, doc.line_of_token, len(doc.lines)
     if not len(t):
-        return counts
+        return np.zeros(lines, dtype=np.int64)
     words = np.flatnonzero(~t.symbol)
     ends_seen = np.concatenate(([0], np.cumsum(t.sentence_end)))
     first_in_line = np.concatenate(([True], line[words][1:] != line[words][:-1]))
     prev = np.concatenate(([0], words[:-1] + 1))
     after_end = ends_seen[words] > ends_seen[prev]  # a sentence end since the previous word
     starts_sentence = first_in_line | after_end
-    lines = len(doc.lines)
     counts = np.bincount(line[words][starts_sentence], minlength=lines)
     marks_only = (np.bincount(line, minlength=lines) > 0) & (np.bincount(line[words], minlength=lines) == 0)
     counts[marks_only] = 1  # marks only: spaCy still makes it one sentence
