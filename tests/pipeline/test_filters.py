@@ -93,6 +93,7 @@ def test_repair_is_ftfys_on_real_and_broken_text(kept_pages):
         t.encode("utf-8").decode("windows-1252", errors="replace") for t in texts[:4] + ["café – “naïve” ½ €"]
     ]
     broken += ["it&#x2019;s &amp; more", "a\x00b\x1b[31mred\x1b[0m", "Ã©tÃ© Ã\xa0 Paris", "вЂ\x9cquoted"]
+    broken += ["a\r\n&amp; b\n<p>x</p>\n&amp;"]  # entities before the first "<" are unescaped, as ftfy does
     for text in texts + broken:
         assert repair_unicode(text) == ftfy.fix_text(text, config=_FTFY), text[:60]
     assert repair_unicode("cafÃ© â€“ nice") == "café – nice"
