@@ -28,13 +28,24 @@ def write_sections(url: str, records: np.ndarray, partition: np.ndarray, partiti
     order = np.argsort(partition, kind="stable")
     counts = np.bincount(partition, minlength=partitions) if len(partition) else np.zeros(partitions, int)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype("<u8") * records.dtype.itemsize
-    descr = json.dumps(records.dtype.descr).encode()
-    header = _PREFIX.pack(MAGIC, partitions, len(descr)) + descr
+    _write(url, records.dtype, offsets, [np.ascontiguousarray(records[order]).data])
+
+
+def write_byte_sections(url: str, sections: Sequence[bytes | memoryview]) -> None:
+    """Write variable-length sections (e.g. serialized Arrow batches); read_sections returns them as uint8."""
+    sizes = np.fromiter((len(memoryview(s).cast("B")) for s in sections), dtype="<u8", count=len(sections))
+    _write(url, np.dtype(np.uint8), np.concatenate([[0], np.cumsum(sizes)]).astype("<u8"), sections)
+
+
+def _write(url: str, dtype: np.dtype, offsets: np.ndarray, payload: Sequence[bytes | memoryview]) -> None:
+    descr = json.dumps(dtype.descr).encode()
+    header = _PREFIX.pack(MAGIC, len(offsets) - 1, len(descr)) + descr
     base = len(header) + offsets.nbytes
     with storage.atomic_write(url) as f:
         f.write(header)
         f.write((offsets + base).astype("<u8").tobytes())
-        f.write(np.ascontiguousarray(records[order]).tobytes())
+        for piece in payload:
+            f.write(piece)
 
 
 def _dtype(descr: list) -> np.dtype:

@@ -294,10 +294,12 @@ def run_stage(
     overwrite: bool = False,
     started: float | None = None,
     max_in_flight: int | None = None,
+    carried: Stats | None = None,
 ) -> StageResult:
     """Run `stage` over `inputs` into `output`; skip what is committed with the same fingerprint.
 
-    `started` (a time.perf_counter() value) lets a stage made of several steps report its whole wall time.
+    `started` (a time.perf_counter() value) and `carried` (the counters of its earlier waves) let a stage
+    made of several waves report its whole wall time and counts.
     """
     start = time.perf_counter() if started is None else started
     root = storage.normalize(output)
@@ -326,6 +328,8 @@ def run_stage(
         _run_pending(stage, plan.todo, fingerprints, root, result, max_in_flight)
     for row in result.records.values():
         result.stats.merge(Stats.from_json(json.loads(row["stats"])))
+    if carried is not None:
+        result.stats.merge(carried)
     result.wall_seconds = time.perf_counter() - start
     last = plan.merged or {}
     if changes or not last.get("complete") or last.get("fingerprint") != result.fingerprint:

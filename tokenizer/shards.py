@@ -62,23 +62,35 @@ class ShardInfo:
 
 
 def write_shard(
-    url: str, token_lists: Sequence[np.ndarray], doc_ids: Sequence[str], dtype: np.dtype
+    url: str,
+    tokens: Sequence[np.ndarray] | pa.ListArray | pa.LargeListArray,
+    doc_ids: Sequence[str] | pa.Array,
+    dtype: np.dtype | None = None,
 ) -> ShardInfo:
-    """Write one shard atomically (a local path or a URL); each array in token_lists already ends with EOS.
+    """Write one shard atomically (a local path or a URL): `tokens` per document, each ending with EOS, as
+    numpy arrays (of `dtype`) or as an Arrow list array.
 
     The file is built in memory first (as large as the tokens it holds), so its sha256 comes for free and
     an object store gets it in one upload.
     """
-    if len(token_lists) != len(doc_ids):
-        raise ValueError(f"{len(token_lists)} token lists but {len(doc_ids)} doc ids")
-    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-    offsets = np.zeros(len(token_lists) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    if len(tokens) != len(doc_ids):
+        raise ValueError(f"{len(tokens)} token lists but {len(doc_ids)} doc ids")
+    if isinstance(tokens, pa.ListArray | pa.LargeListArray):
+        values = tokens.flatten().to_numpy(zero_copy_only=False)
+        offsets = tokens.offsets.to_numpy().astype(np.int64)
+        offsets -= offsets[0]
+        dtype = np.dtype(dtype or values.dtype)
+    else:
+        lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+        offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        dtype = np.dtype(dtype)
+        values = np.concatenate(tokens) if len(tokens) else np.zeros(0, dtype)
     if offsets[-1] >= 2**31:
         raise ValueError("a shard holds fewer than 2**31 tokens; write smaller shards")
-    values = np.concatenate(token_lists).astype(dtype, copy=False) if token_lists else np.zeros(0, dtype)
-    tokens = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
-    batch = pa.record_batch([tokens, pa.array(list(doc_ids), pa.string())], schema=shard_schema(dtype))
+    values = values.astype(dtype, copy=False)
+    lists = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
+    batch = pa.record_batch([lists, pa.array(doc_ids, pa.string())], schema=shard_schema(dtype))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, batch.schema) as writer:
         writer.write_batch(batch)
@@ -121,6 +133,7 @@ class TokenizerInfo:
     sha256: str
     vocab_size: int
     eos_id: int
+    special_tokens: dict[str, int] = field(default_factory=dict)  # name -> id (EOS, pad, chat roles)
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""Train the BPE tokenizer on a finished document folder, in one Ray task, resumable by fingerprint.
+"""Train the BPE tokenizer on a uniform random sample of a document folder, resumable by fingerprint.
+
+The sample is drawn on Ray, one task per part file: a document is in it when a seeded hash of its id falls
+below `sample_bytes / corpus bytes` (the corpus size read from the Parquet footers), so each document is
+equally likely to be picked whichever file it is in, the same documents are picked on every run, and the
+text the trainer sees is about `sample_bytes` at any corpus size. The trainer consumes the sample as a
+stream (parts in order, a few in flight): its memory grows with the distinct words it counts, not with bytes.
 
 The output is one file (`tokenizer.json`); beside it `tokenizer.stats.json` records what produced it
 (config, upstream fingerprint, the tokenizer's sha256) and is written last: a rerun skips training only
@@ -8,61 +14,120 @@ when that record matches the current recipe and the file on disk.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import ray
+from tqdm import tqdm
 
 from pipeline import storage
 from pipeline.config import UsageError
-from pipeline.documents import read_documents
-from pipeline.ray_cluster import check_paths_reachable, init_ray
+from pipeline.dedup import hash_strings
+from pipeline.ray_cluster import check_paths_reachable, cluster_cpus, init_ray
 from pipeline.stage import describe_changes, digest, recipe, refuse_config_change
 from pipeline.stage_folder import read_stage
-from tokenizer.bpe import eos_id, train_bpe
+from tokenizer.bpe import MIN_VOCAB, eos_id, special_token_ids, train_bpe
 
-VERSION = f"1 tokenizers={version('tokenizers')}"
+VERSION = f"2 tokenizers={version('tokenizers')}"
+SAMPLE_SALT = 0x5A4D  # keeps the sample independent of other seeded hashes of document ids
+FOOTERS_PER_TASK = 256
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    vocab_size: int = 8192
+    vocab_size: int = 32768
     min_frequency: int = 2
-    max_docs: int = 0  # train on at most this many documents (0: all); enough text matters, not all of it
+    sample_bytes: int = 2_000_000_000  # train on a uniform random sample of about this much text (UTF-8)
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.vocab_size < 257:
-            raise ValueError(f"vocab_size must be at least 257 (256 bytes + EOS), got {self.vocab_size}")
+        if self.vocab_size < MIN_VOCAB:
+            raise ValueError(f"vocab_size must be at least {MIN_VOCAB}, got {self.vocab_size}")
+        if self.sample_bytes < 1:
+            raise ValueError(f"sample_bytes must be >= 1, got {self.sample_bytes}")
 
 
 def stats_path(tokenizer_url: str) -> str:
     return tokenizer_url.removesuffix(".json") + ".stats.json"
 
 
+def _footer_text_bytes(urls: list[str]) -> list[int]:
+    """The text column's size before compression, per file, from the Parquet footers alone."""
+    sizes = []
+    for url in urls:
+        fs, path = storage.filesystem(url)
+        with fs.open(path, "rb") as f:
+            meta = pq.read_metadata(f)
+        col = meta.schema.to_arrow_schema().get_field_index("text")
+        sizes.append(
+            sum(meta.row_group(g).column(col).total_uncompressed_size for g in range(meta.num_row_groups))
+        )
+    return sizes
+
+
+def _sample(url: str, threshold: int | None, seed: int) -> pa.Array:
+    """The texts of one part whose id hashes below `threshold` (None: all of them)."""
+    fs, path = storage.filesystem(url)
+    chosen = []
+    with fs.open(path, "rb") as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=4096, columns=["id", "text"]):
+            texts = batch.column("text")
+            if threshold is not None:
+                keep = hash_strings(batch.column("id"), seed ^ SAMPLE_SALT) < np.uint64(threshold)
+                texts = texts.filter(pa.array(keep))
+            chosen.append(texts)
+    return pa.concat_arrays(chosen) if chosen else pa.array([], pa.string())
+
+
+def _sampled_texts(
+    parts: list[str], threshold: int | None, seed: int, counts: dict[str, int]
+) -> Iterator[str]:
+    """Stream the sample, parts in input order (the trainer's result may depend on order), a few in flight."""
+    remote = ray.remote(num_cpus=1)(_sample)
+    queue, in_flight = deque(parts), deque()
+    limit = max(2, 2 * cluster_cpus())
+    every = 0.1 if sys.stderr.isatty() else 30
+    with tqdm(
+        total=len(parts), desc="train-tokenizer: sample", unit="part", file=sys.stderr, mininterval=every
+    ) as bar:
+        while queue or in_flight:
+            while queue and len(in_flight) < limit:
+                in_flight.append(remote.remote(queue.popleft(), threshold, seed))
+            texts = ray.get(in_flight.popleft())
+            bar.update(1)
+            counts["docs"] += len(texts)
+            counts["bytes"] += int(pc.sum(pc.binary_length(texts)).as_py() or 0)
+            yield from texts.to_pylist()
+
+
 def _train(parts: list[str], output: str, cfg: TokenizerConfig) -> dict[str, Any]:
     start = time.perf_counter()
-    counts = {"docs": 0, "chars": 0}
-
-    def texts() -> Iterator[str]:
-        for part in parts:
-            for doc in read_documents(part, columns=["id", "text"]):
-                if cfg.max_docs and counts["docs"] >= cfg.max_docs:
-                    return
-                counts["docs"] += 1
-                counts["chars"] += len(doc.text)
-                yield doc.text
-
-    tokenizer = train_bpe(texts(), cfg.vocab_size, cfg.min_frequency)
+    chunks = [parts[i : i + FOOTERS_PER_TASK] for i in range(0, len(parts), FOOTERS_PER_TASK)]
+    corpus_bytes = sum(sum(s) for s in ray.get([ray.remote(_footer_text_bytes).remote(c) for c in chunks]))
+    fraction = min(1.0, cfg.sample_bytes / corpus_bytes) if corpus_bytes else 1.0
+    threshold = None if fraction >= 1.0 else int(fraction * 2**64)
+    counts = {"docs": 0, "bytes": 0}
+    tokenizer = train_bpe(
+        _sampled_texts(parts, threshold, cfg.seed, counts), cfg.vocab_size, cfg.min_frequency
+    )
     data = tokenizer.to_str().encode("utf-8")
     storage.write_bytes(output, data)
     return {
         "vocab_size": tokenizer.get_vocab_size(),
         "eos_id": eos_id(tokenizer),
+        "special_tokens": special_token_ids(tokenizer),
         "sha256": hashlib.sha256(data).hexdigest(),
-        "counters": {"docs_in": counts["docs"], "chars_in": counts["chars"]},
+        "sample": {"fraction": round(fraction, 6), "corpus_text_bytes_estimate": corpus_bytes},
+        "counters": {"docs_in": counts["docs"], "bytes_in": counts["bytes"]},
         "wall_seconds": round(time.perf_counter() - start, 3),
     }
 
@@ -72,7 +137,6 @@ def train_tokenizer(
 ) -> dict[str, Any]:
     """Train unless `output` already holds this recipe's tokenizer; return the summary (`skipped` if so)."""
     docs = read_stage(input_dir)
-    # one task, not a fan-out: the recipe of a stage all the same, kept in the stats file beside the output
     wanted = recipe("train-tokenizer", VERSION, cfg, {"upstream": docs.fingerprint})
     fingerprint = digest(wanted)
     try:
@@ -93,8 +157,7 @@ def train_tokenizer(
     init_ray()
     check_paths_reachable([output, docs.root])
     storage.remove([stats_path(output)])  # the record goes first: a crash mid-training leaves no false claim
-    # Training is one process: the tokenizers library parallelises it with its own threads.
-    summary = ray.get(ray.remote(num_cpus=1)(_train).remote(parts, output, cfg))
-    summary = {**wanted, "output": output, "fingerprint": fingerprint, **summary}
+    # The sample is drawn by Ray tasks; the trainer runs here, with the tokenizers library's own threads.
+    summary = {**wanted, "output": output, "fingerprint": fingerprint, **_train(parts, output, cfg)}
     storage.write_json(stats_path(output), summary)
     return summary

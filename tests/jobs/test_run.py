@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -45,11 +46,15 @@ def test_report_json_chains_stage_counts(run_dir):
 
 
 def test_rerun_resumes_every_stage(run_dir):
-    out, config, _ = run_dir
+    out, config, r = run_dir
     again = run_tokenmill("run", str(config))
     assert again.returncode == 0, again.stderr[-3000:]
+    first = {stage: r.stdout.split(f"{stage}:", 1)[1].splitlines()[0] for stage in ("dedup", "tokenize")}
     for stage in ("extract", "filter", "dedup", "tokenize"):
-        assert "(1 of 1 tasks already complete)" in again.stdout.split(f"{stage}:", 1)[1].splitlines()[0]
+        line = again.stdout.split(f"{stage}:", 1)[1].splitlines()[0]
+        assert re.search(r"\((\d+) of \1 tasks already complete\)", line), line
+    for stage, line in first.items():  # the counts of a skipped stage are the run's that made it
+        assert line.split(" in ")[0] == again.stdout.split(f"{stage}:", 1)[1].split(" in ")[0]
     assert "(already trained from these documents with this config)" in again.stdout
     assert "resuming" in again.stdout
 

@@ -21,7 +21,7 @@ from pipeline.extract import ExtractConfig
 from pipeline.filters import FilterConfig
 from pipeline.language import LanguageConfig
 from pipeline.stage import Stage, TaskRun, run_stage
-from pipeline.stage_folder import read_stage
+from pipeline.stage_folder import TaskInput, read_stage
 from pipeline.stages import extract, filter_documents
 from tests.conftest import DATA, REPO, run_tokenmill
 from tokenizer.shards import read_shard
@@ -52,6 +52,7 @@ def stages(ray_head, tmp_path_factory):
     results["tokenize"] = tokenize(
         f"{out}/dedup", f"{out}/tok/tokenizer.json", f"{out}/shards", TokenizeConfig(val_fraction=0.2)
     )
+    assert all(r.complete for name, r in results.items() if name != "train-tokenizer")
     return out, results
 
 
@@ -289,26 +290,62 @@ def test_without_ray_address_a_stage_starts_its_own_local_ray(tmp_path):
     assert len(list((tmp_path / "out" / "completions").glob("*.json"))) == 1
 
 
-def test_tokenize_rolls_over_to_new_shards(stages, tmp_path):
+@dataclass(frozen=True)
+class SlicesConfig:
+    slices: int = 4
+
+
+def one_slice(run: TaskRun) -> None:
+    """A stage of the test's own: every n-th document of the input, so one part file becomes n."""
+    with run.documents() as sink:
+        for k, doc in enumerate(read_documents(run.input)):
+            if k % run.config.slices == run.identity["slice"]:
+                sink.keep(doc)
+
+
+def test_tokenize_packs_a_global_shuffle_into_shards_of_the_target_size(stages, tmp_path):
+    """Shards are planned from the corpus, not the input files: about shard_tokens each, every shard mixes
+    documents of several inputs, the order is a function of the seed alone, the split of the id alone."""
     out, r = stages
-    small = tokenize(
-        f"{out}/dedup",
-        f"{out}/tok/tokenizer.json",
-        str(tmp_path / "shards"),
-        TokenizeConfig(val_fraction=0.2, max_shard_tokens=5000),
-    )
-    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     one = json.loads((out / "shards" / "manifest.json").read_text())
-    assert len(manifest["splits"]["train"]) > 1
+    total = one["totals"]["train"]["num_tokens"]
+    dedup_part = part_files(out / "dedup")[0]
+    slices = [TaskInput(f"slice{i}", dedup_part, {"slice": i}) for i in range(4)]
+    assert run_stage(
+        Stage("extract", "1", one_slice, SlicesConfig()), slices, str(tmp_path / "docs")
+    ).complete
+    folders = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 7)):
+        tokenize(
+            str(tmp_path / "docs"),
+            f"{out}/tok/tokenizer.json",
+            str(tmp_path / name),
+            TokenizeConfig(val_fraction=0.2, shard_tokens=total // 4, seed=seed),
+        )
+        folders[name] = json.loads((tmp_path / name / "manifest.json").read_text())
+    manifest = folders["a"]
     train = manifest["splits"]["train"]
-    for k, info in enumerate(train):
-        offsets = read_shard(str(tmp_path / "shards" / info["file"])).offsets
-        assert offsets[-2] < 5000  # the shard was still open before its last document...
-        if k < len(train) - 1:
-            assert offsets[-1] >= 5000  # ...which took it to the bound and closed it
+    assert 3 <= len(train) <= 5  # planned from an estimate of the corpus's tokens
+    assert all(total / 12 < s["num_tokens"] < total / 1.5 for s in train)
     assert manifest["totals"]["all"]["num_tokens"] == one["totals"]["all"]["num_tokens"]
     assert manifest["totals"]["val"]["num_docs"] == one["totals"]["val"]["num_docs"]
-    assert small.stats.counters["docs_out"] == r["tokenize"].stats.counters["docs_out"]
+
+    def order(name: str, split: str = "train") -> list[str]:
+        ids = []
+        for info in folders[name]["splits"][split]:
+            ids += read_shard(str(tmp_path / name / info["file"])).doc_ids.to_pylist()
+        return ids
+
+    assert order("a") == order("b")  # deterministic
+    assert order("c") != order("a") and sorted(order("c")) == sorted(order("a"))  # the seed reorders...
+    assert sorted(order("c", "val")) == sorted(order("a", "val"))  # ...but never moves a document's split
+    # the order is a shuffle across the input files, not file after file
+    slice_of = {d.id: i for i, f in enumerate(part_files(tmp_path / "docs")) for d in read_documents(f)}
+    for info in train:
+        assert (
+            len({slice_of[i] for i in read_shard(str(tmp_path / "a" / info["file"])).doc_ids.to_pylist()}) > 1
+        )
+    assert not (tmp_path / "a" / "_work").exists() or not any((tmp_path / "a" / "_work").rglob("*.bin"))
 
 
 def test_filter_decontaminates_and_says_why(stages, tmp_path):
