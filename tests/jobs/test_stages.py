@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,45 @@ def test_shards_readable_with_plain_pyarrow(stages):
     docs, tokens = map(int, done.stdout.split())
     assert docs == r["dedup"].stats.counters["docs_out"]
     assert tokens > 1000
+
+
+def test_shards_read_with_polars_and_hf_datasets_and_their_tokenizer_with_transformers(stages, tmp_path):
+    """No tokenmill import: polars, HF datasets and transformers read the folder as users would."""
+    out, r = stages
+    script = textwrap.dedent(
+        f"""
+        import glob, json, os
+        import polars as pl
+        from datasets import load_dataset
+        from transformers import PreTrainedTokenizerFast
+        folder = {str(out / "shards")!r}
+        m = json.load(open(os.path.join(folder, "manifest.json")))
+        train = [os.path.join(folder, s["file"]) for s in m["splits"]["train"]]
+        val = [os.path.join(folder, s["file"]) for s in m["splits"]["val"]]
+        lengths = pl.scan_ipc(train).select(pl.col("tokens").list.len()).collect()["tokens"]
+        assert lengths.sum() == m["totals"]["train"]["num_tokens"], lengths.sum()
+        files = {{"train": train, "validation": val}}
+        ds = load_dataset("arrow", data_files=files, cache_dir={str(tmp_path)!r})
+        assert ds["train"].num_rows == m["totals"]["train"]["num_docs"]
+        assert ds["validation"].num_rows == m["totals"]["val"]["num_docs"]
+        tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"))
+        first = ds["train"][0]["tokens"]
+        assert first[-1] == m["tokenizer"]["eos_id"] == tok.convert_tokens_to_ids("<|endoftext|>")
+        print(tok.decode(first[:-1])[:200])
+        """
+    )
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = read_shard(
+        str(
+            out
+            / "shards"
+            / json.loads((out / "shards" / "manifest.json").read_text())["splits"]["train"][0]["file"]
+        )
+    )
+    texts = {d.id: d.text for d in read_documents(part_files(out / "dedup")[0])}
+    assert done.stdout.strip() == texts[first.doc_ids[0].as_py()][:200].strip()
 
 
 def test_doc_ids_trace_back_to_warc_records(stages):
