@@ -16,6 +16,7 @@ every file, since a cluster's documents are spread over all of them; clusters ar
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -92,13 +93,19 @@ class _Reader:
                         break
 
 
+@functools.cache
+def _tld_extract() -> Any:
+    """One for the process: building its suffix trie takes ~0.1 s."""
+    from tldextract import TLDExtract
+
+    return TLDExtract(suffix_list_urls=(), cache_dir=None)  # the bundled snapshot, no network
+
+
 class _Domains:
     """Registered domain of a URL (bbc.co.uk, not www.bbc.co.uk), from tldextract's bundled suffix list."""
 
     def __init__(self) -> None:
-        from tldextract import TLDExtract
-
-        self.extract = TLDExtract(suffix_list_urls=(), cache_dir=None)  # the bundled snapshot, no network
+        self.extract = _tld_extract()
         self.by_host: dict[str, str] = {}  # hosts repeat: each is looked up once (bounded below)
 
     def __call__(self, url: str | None) -> str:

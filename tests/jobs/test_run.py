@@ -45,6 +45,32 @@ def test_report_json_chains_stage_counts(run_dir):
     assert {"step", "loss", "lr", "tokens_per_s"} <= set(rows[-1])
 
 
+def test_report_of_the_run_reads_its_documents_and_shards(run_dir, tmp_path):
+    """`tokenmill report` on a real run: every section, the documents and tokens the stages counted."""
+    from jobs import report as report_job
+    from report.html import SECTIONS
+
+    out, _, _ = run_dir
+    json_path, html_path = tmp_path / "report.json", tmp_path / "report.html"
+    assert report_job.main([str(out), "--output", str(json_path), "--html", str(html_path)]) == 0
+    report = json.loads(json_path.read_text())
+    stages = {s["stage"]: s for s in report["stages"]}
+    docs = report["documents"]
+    assert list(docs) == ["extract", "filter", "dedup"]
+    for stage in docs:
+        assert docs[stage]["kept"]["sample"]["docs_read"] == stages[stage]["docs_out"]
+        assert docs[stage]["dropped"]["sample"]["docs_read"] == sum(stages[stage]["dropped"].values())
+        assert set(docs[stage]["dropped"]["examples"]) == set(stages[stage]["dropped"])
+    assert "en" in docs["filter"]["kept"]["languages"] and docs["dedup"]["kept"]["top_domains"]
+    tokens = report["tokens"]
+    assert tokens["lengths"]["count"] == report["shards"]["all"]["num_docs"]
+    assert tokens["lengths"]["sum"] == report["shards"]["all"]["num_tokens"]
+    assert 1 < tokens["bytes_per_token"]["bytes_per_token"] < 10
+    assert len(report["pretrain"]["train"]) >= 3
+    page = html_path.read_text()
+    assert all(f'<section id="{sid}"><h2>' in page for sid, _ in SECTIONS)
+
+
 def test_rerun_resumes_every_stage(run_dir):
     out, config, r = run_dir
     again = run_tokenmill("run", str(config))
