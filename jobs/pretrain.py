@@ -1,4 +1,5 @@
-"""tokenmill pretrain: train the GPT on a shard folder (thin entry point; the loop is train/pretrain.py)."""
+"""tokenmill pretrain: train the GPT on a shard folder or a weighted mixture of several (thin entry point;
+the loop is train/pretrain.py)."""
 
 from __future__ import annotations
 
@@ -19,16 +20,23 @@ OVERRIDES = ("max_steps", "seed", "n_layer", "n_head", "n_embd", "block_size", "
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tokenmill pretrain",
-        description="Pretrain a GPT on a tokenmill shard folder. Writes RUN/ckpt.pt, RUN/tokenizer.json and "
-        "RUN/metrics.jsonl (one JSON line per logged step). Settings come from the built-in defaults (the "
-        "CPU demo size), then --config, then the flags below; with --resume, from the checkpoint first.",
+        description="Pretrain a GPT on a tokenmill shard folder, or a weighted mixture of several. Writes "
+        "RUN/ckpt.pt, RUN/tokenizer.json and RUN/metrics.jsonl (one JSON line per logged step). Settings "
+        "come from the built-in defaults (the CPU demo size), then --config, then the flags below; with "
+        "--resume, from the checkpoint first.",
     )
     p.add_argument(
         "--data",
-        required=True,
-        metavar="SHARDS",
+        action="append",
+        metavar="SHARDS[:WEIGHT]",
         help="shard folder with manifest.json (the output of `tokenmill tokenize`), a path or a URL "
-        "(s3://...: copied to the cache, every file checked against the manifest)",
+        "(s3://...: copied to the cache, every file checked against the manifest). Repeat it for a mixture: "
+        "`--data web:0.7 --data books:0.3` draws each window of a batch from web with probability 0.7 "
+        "(weights default to 1 and are normalised; the folders must share one tokenizer; val_loss is the "
+        "weighted mean of each folder's val_loss/NAME). The weight is what follows the last ':' when it is "
+        "a number, so s3://bucket/x is a folder and a folder named x:2 is written x:2:1. Instead of --data, "
+        'the --config file\'s [pretrain] table may give data = ["web:0.7", "books:0.3"] (or one folder '
+        "as a string); on --resume the checkpoint's data is the default",
     )
     p.add_argument(
         "--output",
@@ -78,8 +86,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.config:
         cfg = load_config_file(args.config, cfg)
     cfg = config_from_dict({k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}, cfg)
-    summary = pretrain(args.data, args.output, cfg, resume=args.resume, cache_dir=args.cache_dir)
+    summary = pretrain(args.data or None, args.output, cfg, resume=args.resume, cache_dir=args.cache_dir)
     val = f", val_loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else ""
+    if summary["val_losses"]:
+        val += f" ({', '.join(f'{name} {loss:.4f}' for name, loss in summary['val_losses'].items())})"
     loss = f"{summary['loss']:.4f}" if summary["loss"] is not None else "n/a"
     print(
         f"pretrain: step {summary['step']}, loss {loss}{val}, {summary['tokens_per_s']} tokens/s, "

@@ -6,7 +6,6 @@ Each stage writes into its own folder under [run].output; rerunning the same con
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 from collections.abc import Sequence
@@ -24,7 +23,6 @@ from pipeline.dedup_stages import dedup
 from pipeline.extract import ExtractConfig
 from pipeline.filters import FilterConfig
 from pipeline.stages import extract, filter_documents
-from tokenizer.shards import MANIFEST_FILE
 from tokenizer.tokenize import TokenizeConfig, tokenize
 from tokenizer.train import TokenizerConfig, train_tokenizer
 
@@ -92,10 +90,12 @@ def run_all(cfg: dict[str, Any], output: str | None = None, overwrite: bool = Fa
 
     # Training is one process on this machine: release the local Ray's workers so torch has every core.
     ray.shutdown()
-    resume = _resumable(f"{out}/pretrain", f"{out}/shards", overwrite)
+    # [pretrain] data = ["{output}/shards:0.7", "s3://b/books:0.3"] mixes this run's shards with others
+    data = [spec.replace("{output}", out) for spec in pre_cfg.data] or [f"{out}/shards"]
+    resume = _resumable(f"{out}/pretrain", data, overwrite)
     verb = "resuming" if resume else "starting"
     print(f"pretrain: {verb} ({pre_cfg.max_steps} steps) -> {out}/pretrain", flush=True)
-    stage("pretrain", pretrain, f"{out}/shards", f"{out}/pretrain", pre_cfg, resume)
+    stage("pretrain", pretrain, data, f"{out}/pretrain", pre_cfg, resume)
 
     rep = report.collect([out])
     rep["stage_wall_seconds"] = timings
@@ -118,21 +118,20 @@ def run_all(cfg: dict[str, Any], output: str | None = None, overwrite: bool = Fa
     return {"report": rep, "generated": text, "output": out}
 
 
-def _resumable(run_dir: str, shards: str, overwrite: bool) -> bool:
-    """Resume a checkpoint trained on these shards; one trained on others is refused, or with overwrite
-    started again (its files removed), so the run never mixes data it was not configured with."""
-    from train.pretrain import checkpoint_data
+def _resumable(run_dir: str, data: list[str], overwrite: bool) -> bool:
+    """Resume a checkpoint trained on these shards (and mixture); one trained on others is refused, or with
+    overwrite started again (its files removed), so the run never mixes data it was not configured with."""
+    from train.pretrain import checkpoint_data, data_change, data_sources
 
-    data = checkpoint_data(run_dir)
-    if data is None:
+    saved = checkpoint_data(run_dir)
+    if saved is None:
         return False
-    manifest = hashlib.sha256(storage.read_bytes(f"{shards}/{MANIFEST_FILE}")).hexdigest()
-    if data.get("manifest_sha256") == manifest:
+    why = data_change(saved, data_sources(data))
+    if why is None:
         return True
     if not overwrite:
         raise UsageError(
-            f"{run_dir} was trained on other shards than {shards} holds now: rerun with --overwrite to start "
-            "pretraining again, or use another run folder"
+            f"{run_dir}: {why}: rerun with --overwrite to start pretraining again, or use another run folder"
         )
     storage.remove([f"{run_dir}/{name}" for name in storage.list_tree(run_dir)])
     return False

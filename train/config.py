@@ -8,6 +8,7 @@ from typing import Any
 
 from model import GPTConfig
 from pipeline.config import UsageError, from_table, read_toml
+from train.loader import parse_data_spec
 
 # Model shape fields: they must match a checkpoint to resume it. vocab_size comes from the shard manifest.
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
@@ -42,6 +43,9 @@ class PretrainConfig:
     device: str = "auto"  # auto = cuda if available, else cpu
     dtype: str = "auto"  # auto = bfloat16 autocast on CUDA, float32 elsewhere
     compile: str | bool = "auto"  # auto = torch.compile on CUDA only
+    # data: shard folders as "DIR[:WEIGHT]" (`--data`); several make a weighted mixture. Empty: --data only
+    # (`tokenmill run` trains on its own shards unless [pretrain] data is given).
+    data: tuple[str, ...] = ()
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in MODEL_KEYS})
@@ -79,6 +83,8 @@ class PretrainConfig:
             raise UsageError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         if self.compile not in ("auto", True, False):
             raise UsageError(f"compile must be auto, true or false, got {self.compile!r}")
+        for spec in self.data:
+            parse_data_spec(spec)  # a bad weight is named before any work
         try:
             self.model_config(vocab_size=1)
         except ValueError as e:
@@ -94,11 +100,12 @@ def config_from_dict(data: Mapping[str, Any], base: PretrainConfig | None = None
     Names and types are checked by pipeline.config.from_table: a typo must not silently train the wrong model.
     """
     cfg = base or PretrainConfig()
-    flat = {k: v for k, v in data.items() if k not in ("model", "pretrain")}
+    flat = _one_folder_as_list({k: v for k, v in data.items() if k not in ("model", "pretrain")})
     for section in ("model", "pretrain"):
         table = data.get(section, {})
         if not isinstance(table, Mapping):
             raise UsageError(f"[{section}] must be a table, got {type(table).__name__} {table!r}")
+        table = _one_folder_as_list(table) if section == "pretrain" else table
         if section == "model" and (unknown := sorted(set(table) - set(MODEL_KEYS))):
             hint = " (vocab_size comes from the shard manifest)" if "vocab_size" in unknown else ""
             raise UsageError(
@@ -106,6 +113,13 @@ def config_from_dict(data: Mapping[str, Any], base: PretrainConfig | None = None
             )
         cfg = from_table(PretrainConfig, table, section, cfg)
     return from_table(PretrainConfig, flat, "top level", cfg)
+
+
+def _one_folder_as_list(table: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`data = "shards"` is `data = ["shards"]`."""
+    if isinstance(table.get("data"), str):
+        return {**table, "data": [table["data"]]}
+    return table
 
 
 def pretrain_config_from_tables(

@@ -1,21 +1,26 @@
-"""Random training windows and fixed validation windows, read zero-copy from memory-mapped token shards.
+"""Random training windows and fixed validation windows, read from memory-mapped token shards; a weighted
+mixture of several shard folders.
 
-At start the folder is checked cheaply against its manifest (sizes, counts, the tokenizer's sha256); each
+At start each folder is checked cheaply against its manifest (sizes, counts, the tokenizer's sha256); each
 shard's sha256 is checked when it is first opened.
 
 A split's shards are one token stream (documents end in EOS, GPT-2 style), so a window may span documents
-and even shards. A window inside one shard is a view of the mmap; only the rare one crossing a shard
-boundary is copied. The batch for a step is a pure function of (seed, step): resuming needs no RNG state.
+and even shards. Windows are cast straight from the mmap into the batch's one int64 buffer. The batch for
+a step is a pure function of (seed, step, micro): resuming needs no RNG state.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from pipeline import storage
 from pipeline.config import UsageError
 from tokenizer.shards import Manifest, ShardInfo, read_manifest, read_shard, sha256_file, verify_shards
 
@@ -68,6 +73,27 @@ class TokenStream:
             i, offset = i + 1, 0
         return np.concatenate(pieces)
 
+    def read_windows(self, starts: np.ndarray, out: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Copy the windows at `starts` into rows `rows` (default: 0..) of `out`, casting to out's dtype.
+
+        One searchsorted finds every window's shard; each row is then one slice-assignment from the mmap,
+        which casts uint16/uint32 to int64 in the same pass (no intermediate copy).
+        """
+        length = out.shape[1]
+        if len(starts) and (starts.min() < 0 or starts.max() + length > self.num_tokens):
+            raise IndexError(f"a window of {length} outside a stream of {self.num_tokens} tokens")
+        shard_of = np.searchsorted(self.starts, starts, side="right") - 1
+        offsets = (starts - self.starts[shard_of]).tolist()
+        rows_ = range(len(starts)) if rows is None else rows.tolist()
+        for row, i, offset, start in zip(rows_, shard_of.tolist(), offsets, starts.tolist(), strict=True):
+            tokens = self._open.get(i)
+            if tokens is None:
+                tokens = self.shard(i)
+            if offset + length <= len(tokens):
+                out[row] = tokens[offset : offset + length]
+            else:  # the rare window that crosses into the next shard
+                out[row] = self.window(start, length)
+
 
 class ShardLoader:
     """(x, y) batches of block_size tokens, y shifted by one, from a tokenmill shard folder."""
@@ -97,9 +123,8 @@ class ShardLoader:
 
     def _batch(self, stream: TokenStream, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         # The one copy: B windows into an int64 tensor, which is what nn.Embedding and cross_entropy take.
-        buf = torch.from_numpy(
-            np.stack([stream.window(int(s), self.block_size + 1) for s in starts]).astype(np.int64)
-        )
+        buf = torch.empty((len(starts), self.block_size + 1), dtype=torch.int64)
+        stream.read_windows(starts, buf.numpy())
         return buf[:, :-1], buf[:, 1:]
 
     def train_starts(self, step: int, micro: int = 0) -> np.ndarray:
@@ -132,3 +157,144 @@ def open_manifest(data_dir: str) -> Manifest:
         raise UsageError(str(e)) from None
     except (ValueError, KeyError, TypeError) as e:
         raise UsageError(f"{data_dir}: unreadable manifest.json ({e})") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a weighted mixture of shard folders
+
+# What may follow the last ':' as a weight: a plain decimal number. Anything else (a URL's '//host/...',
+# a time '10:30/x') is part of the path.
+_WEIGHT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One `--data DIR[:WEIGHT]`: a shard folder (path or URL), its share of the windows, a short name."""
+
+    url: str
+    weight: float = 1.0
+    name: str = ""
+
+
+def parse_data_spec(spec: str) -> DataSource:
+    """`DIR` or `DIR:WEIGHT`. The weight is split off the last ':' only when a number follows it, so
+    `s3://bucket/x` and `runs/10:30/x` are whole paths; a folder whose name ends in ':NUMBER' is `DIR:1`."""
+    head, sep, tail = spec.rpartition(":")
+    if not sep or not _WEIGHT.fullmatch(tail):
+        return DataSource(spec)
+    weight = float(tail)
+    if not head:
+        raise UsageError(f"--data {spec!r}: no shard folder before the weight")
+    if not (weight > 0 and math.isfinite(weight)):
+        raise UsageError(f"--data {spec!r}: the weight must be a positive number (DIR:0.7)")
+    return DataSource(head, weight)
+
+
+def parse_data(specs: str | Sequence[str]) -> list[DataSource]:
+    """The sources of `--data` specs, weights normalised to sum 1, each named by the shortest tail of its
+    path that tells it from the others (`val_loss/<name>` in metrics.jsonl)."""
+    sources = [parse_data_spec(s) for s in ([specs] if isinstance(specs, str) else specs)]
+    if not sources:
+        raise UsageError("no shard folder: give --data SHARDS (or data = [...] in the config's [pretrain])")
+    urls = [storage.normalize(s.url) for s in sources]
+    urls = [os.path.normpath(u) if storage.is_local(u) else u for u in urls]  # a/./b/ is a/b
+    for i, url in enumerate(urls):
+        if url in urls[:i]:
+            raise UsageError(f"{sources[i].url} is given twice: give it once, with the summed weight")
+    total = sum(s.weight for s in sources)
+    names = source_names(urls)
+    return [DataSource(s.url, s.weight / total, n) for s, n in zip(sources, names, strict=True)]
+
+
+def source_names(urls: Sequence[str]) -> list[str]:
+    """`web` and `code` for .../web and .../code; `a/shards` and `b/shards` when the last parts agree."""
+    parts = [[p for p in u.split("://", 1)[-1].split("/") if p] or [u] for u in urls]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-k:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(i) for i in range(len(urls))]
+
+
+class MixtureLoader:
+    """Batches whose windows come from several shard folders, each chosen with its weight.
+
+    For (step, micro) one RNG seeded by (seed, step, micro) draws, for each of the B windows, its source
+    (probability = weight) and then a uniformly random start in that source's train stream: a pure function
+    of the step, so a resumed run sees the same batches. With one source no source is drawn, so its batches
+    are exactly the ShardLoader's (and those of runs from before mixtures existed).
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[DataSource],
+        local_dirs: Sequence[str],
+        block_size: int,
+        batch_size: int,
+        seed: int,
+    ) -> None:
+        """local_dirs[i] is a local folder holding sources[i] (the folder itself, or a checked copy)."""
+        self.sources = list(sources)
+        self.loaders = [
+            ShardLoader(d, block_size, batch_size, seed, name=s.url)
+            for s, d in zip(sources, local_dirs, strict=True)
+        ]
+        first = self.loaders[0].manifest.tokenizer
+        for s, loader in zip(self.sources[1:], self.loaders[1:], strict=True):
+            if loader.manifest.tokenizer.sha256 != first.sha256:
+                raise UsageError(
+                    f"{self.sources[0].url} and {s.url} were tokenized with different tokenizers "
+                    f"(sha256 {first.sha256[:12]}... vs {loader.manifest.tokenizer.sha256[:12]}...): "
+                    "a mixture needs one tokenizer"
+                )
+        self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
+        self.manifest = self.loaders[0].manifest  # the tokenizer's; dtypes may differ (batches are int64)
+        self.weights = np.array([s.weight for s in self.sources])
+        self._cum = np.cumsum(self.weights)
+        self._cum[-1] = 1.0  # a draw in [0, 1) never falls past the last source through rounding
+        self._highs = np.array([ld.train.num_tokens - block_size for ld in self.loaders], dtype=np.int64)
+
+    @property
+    def train_tokens(self) -> int:
+        return sum(ld.train.num_tokens for ld in self.loaders)
+
+    @property
+    def val_tokens(self) -> int:
+        return sum(ld.val.num_tokens for ld in self.loaders)
+
+    @property
+    def has_val(self) -> bool:
+        return any(ld.has_val for ld in self.loaders)
+
+    def train_choices(self, step: int, micro: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(source index, start) of each window of the batch for (step, micro)."""
+        if len(self.loaders) == 1:
+            return np.zeros(self.batch_size, dtype=np.int64), self.loaders[0].train_starts(step, micro)
+        rng = np.random.default_rng((self.seed, step, micro))
+        source = np.searchsorted(self._cum, rng.random(self.batch_size), side="right")
+        return source, rng.integers(0, self._highs[source])
+
+    def train_batch(self, step: int, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """B windows of block_size+1 tokens in one int64 buffer; x and y are its two shifted views."""
+        source, starts = self.train_choices(step, micro)
+        buf = torch.empty((self.batch_size, self.block_size + 1), dtype=torch.int64)
+        out = buf.numpy()
+        if len(self.loaders) == 1:
+            self.loaders[0].train.read_windows(starts, out)
+        else:
+            for k, loader in enumerate(self.loaders):
+                rows = np.flatnonzero(source == k)
+                if len(rows):
+                    loader.train.read_windows(starts[rows], out, rows)
+        return buf[:, :-1], buf[:, 1:]
+
+    def val_sources(self) -> Iterator[tuple[DataSource, ShardLoader]]:
+        """The sources that have a val split of at least one window, with their loaders."""
+        return ((s, ld) for s, ld in zip(self.sources, self.loaders, strict=True) if ld.has_val)
+
+    def describe(self) -> str:
+        """One line: each source's name, weight, folder and train tokens."""
+        return ", ".join(
+            f"{s.name} {s.weight:.3g} ({s.url}, {ld.train.num_tokens:,} train tokens)"
+            for s, ld in zip(self.sources, self.loaders, strict=True)
+        )

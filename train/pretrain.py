@@ -2,7 +2,8 @@
 
 RUN/ (the output folder) ends up holding everything `generate` and `--resume` need:
 ckpt.pt (model, optimizer, step, configs, RNG states, data identity), tokenizer.json, metrics.jsonl.
-The shard folder and RUN may be URLs (s3://...): see train/remote.py for the local copies they use.
+The data is one shard folder or a weighted mixture of several (train/loader.py MixtureLoader). Shard folders
+and RUN may be URLs (s3://...): see train/remote.py for the local copies they use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -27,7 +29,7 @@ from pipeline.config import UsageError
 from tokenizer.shards import MANIFEST_FILE, TOKENIZER_FILE
 from train.checkpoint import CKPT_FILE, load_checkpoint, save_checkpoint
 from train.config import MODEL_KEYS, PretrainConfig, pretrain_config_from_tables
-from train.loader import ShardLoader
+from train.loader import DataSource, MixtureLoader, parse_data
 from train.remote import RunFolder, copy_file, local_shards
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ RUN_FILES = (TOKENIZER_FILE, METRICS_FILE, CKPT_FILE)  # upload order: the check
 __all__ = [
     "PretrainConfig",
     "checkpoint_data",
+    "data_change",
     "lr_at",
     "pretrain",
     "pretrain_config_from_tables",
@@ -78,20 +81,31 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
-    loader: ShardLoader,
+    loader: MixtureLoader,
     eval_steps: int,
     device: torch.device,
     autocast: contextlib.AbstractContextManager,
-) -> float | None:
-    """Mean loss over the fixed val windows, or None when there is no val split to speak of."""
+) -> dict[str, float]:
+    """`val_loss`: the weighted mean of each source's mean loss over its fixed val windows; with several
+    sources also `val_loss/<name>` per source. Empty when no source has a val split to speak of."""
     model.eval()
-    losses = []
-    for x, y in loader.val_batches(eval_steps):
-        with autocast:
-            _, loss = model(x.to(device), y.to(device))
-        losses.append(loss.item())
+    per_source: list[tuple[DataSource, float]] = []
+    for source, shard_loader in loader.val_sources():
+        losses = []
+        for x, y in shard_loader.val_batches(eval_steps):
+            with autocast:
+                _, loss = model(x.to(device), y.to(device))
+            losses.append(loss.item())
+        per_source.append((source, sum(losses) / len(losses)))
     model.train()
-    return sum(losses) / len(losses) if losses else None
+    if not per_source:
+        return {}
+    # weights renormalised over the sources that have a val split (one source: its loss, exactly)
+    total = sum(s.weight for s, _ in per_source)
+    out = {"val_loss": sum(s.weight * loss for s, loss in per_source) / total}
+    if len(loader.sources) > 1:
+        out.update({f"val_loss/{s.name}": loss for s, loss in per_source})
+    return out
 
 
 def _rng_state() -> dict[str, Any]:
@@ -107,19 +121,45 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _saved_sources(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sources a checkpoint recorded; a checkpoint from before mixtures had one folder, weight 1."""
+    if "sources" in data:
+        return data["sources"]
+    return [{"dir": data["dir"], "weight": 1.0, "manifest_sha256": data.get("manifest_sha256")}]
+
+
+def _mixture(sources: Sequence[dict[str, Any]]) -> str:
+    return " + ".join(f"{s['dir']}:{s['weight']:.3g}" for s in sources)
+
+
+def data_change(saved: dict[str, Any], now: Sequence[dict[str, Any]]) -> str | None:
+    """Why a checkpoint's data (its `data` record) is not the sources `now` ({dir, weight, manifest_sha256}
+    each, in --data order), or None when resuming would continue on the same data. A folder may have
+    moved (the manifest says which data it is); the order, weights and manifests must match."""
+    before = _saved_sources(saved)
+    same_weights = len(before) == len(now) and all(
+        math.isclose(a["weight"], b["weight"], rel_tol=1e-9) for a, b in zip(before, now, strict=True)
+    )
+    if not same_weights:
+        return f"the checkpoint was trained on the mixture {_mixture(before)}, not {_mixture(now)}"
+    for a, b in zip(before, now, strict=True):
+        if a.get("manifest_sha256") not in (None, b["manifest_sha256"]):
+            return (
+                f"the shard folder {b['dir']} is not the one the checkpoint was trained on "
+                f"({a['dir']}, another manifest.json)"
+            )
+    return None
+
+
 def _check_resumable(ckpt: dict[str, Any], cfg: PretrainConfig, data: dict[str, Any]) -> None:
     saved_data = ckpt["data"]
     if saved_data["tokenizer_sha256"] != data["tokenizer_sha256"]:
         raise UsageError(
             f"the shard folder's tokenizer is not the one the checkpoint was trained with "
-            f"(checkpoint data: {saved_data['dir']})"
+            f"(checkpoint data: {_mixture(_saved_sources(saved_data))})"
         )
-    if saved_data.get("manifest_sha256") not in (None, data["manifest_sha256"]):
-        raise UsageError(
-            f"the shard folder {data['dir']} is not the one the checkpoint was trained on "
-            f"({saved_data['dir']}, another manifest.json): resuming would continue on other data; "
-            "start a new run instead"
-        )
+    if why := data_change(saved_data, data["sources"]):
+        raise UsageError(f"{why}: resuming would continue on other data; start a new run instead")
     saved = ckpt["pretrain_config"]
     changed = [k for k in MODEL_KEYS if saved[k] != getattr(cfg, k)]
     if changed:
@@ -163,19 +203,46 @@ def checkpoint_data(out_dir: str, cache_dir: str | None = None) -> dict[str, Any
     return load_checkpoint(run.file(CKPT_FILE))["data"]
 
 
-def _data_identity(data_url: str, local_dir: str, loader: ShardLoader) -> dict[str, Any]:
-    """What the checkpoint records of its data: where it is (the URL, not a cache) and which version."""
+def _data_identity(local_dirs: Sequence[str], loader: MixtureLoader) -> dict[str, Any]:
+    """What the checkpoint records of its data: each source's URL (not a cache), weight and version."""
     tok = loader.manifest.tokenizer
-    with open(os.path.join(local_dir, MANIFEST_FILE), "rb") as f:
-        manifest_sha256 = hashlib.sha256(f.read()).hexdigest()
-    return {
-        "dir": storage.normalize(data_url),
-        "manifest_sha256": manifest_sha256,
+    sources = [
+        dict(
+            dir=storage.normalize(s.url),
+            name=s.name,
+            weight=s.weight,
+            manifest_sha256=_manifest_sha256(d),
+            train_tokens=ld.train.num_tokens,
+        )
+        for s, d, ld in zip(loader.sources, local_dirs, loader.loaders, strict=True)
+    ]
+    data = {
         "tokenizer_sha256": tok.sha256,
         "eos_id": tok.eos_id,
         "vocab_size": tok.vocab_size,
-        "train_tokens": loader.train.num_tokens,
+        "train_tokens": loader.train_tokens,
+        "sources": sources,
     }
+    if len(sources) == 1:  # the keys a single-folder checkpoint has always had, for whoever reads them
+        data.update(dir=sources[0]["dir"], manifest_sha256=sources[0]["manifest_sha256"])
+    return data
+
+
+def data_sources(specs: str | Sequence[str]) -> list[dict[str, Any]]:
+    """{dir, weight, manifest_sha256} of each `DIR[:WEIGHT]`, reading only the manifests (remote ones
+    too): what `data_change` compares a checkpoint's data with, without copying any shard."""
+    out = []
+    for source in parse_data(specs):
+        try:
+            sha256 = _manifest_sha256(source.url)
+        except FileNotFoundError:
+            raise UsageError(f"no {MANIFEST_FILE} in {source.url}: is it a tokenmill shard folder?") from None
+        out.append({"dir": storage.normalize(source.url), "weight": source.weight, "manifest_sha256": sha256})
+    return out
+
+
+def _manifest_sha256(folder: str) -> str:
+    return hashlib.sha256(storage.read_bytes(storage.join(folder, MANIFEST_FILE))).hexdigest()
 
 
 def _open_run(out_dir: str, resume: bool, cache_dir: str | None) -> tuple[RunFolder, dict[str, Any] | None]:
@@ -196,36 +263,41 @@ def _open_run(out_dir: str, resume: bool, cache_dir: str | None) -> tuple[RunFol
 
 
 def pretrain(
-    data_dir: str,
+    data: str | Sequence[str] | None,
     out_dir: str,
     cfg: PretrainConfig | None = None,
     resume: bool = False,
     progress: bool = True,
     cache_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Train a GPT on the shard folder data_dir, writing out_dir/{ckpt.pt, tokenizer.json, metrics.jsonl}.
+    """Train a GPT on shard folders, writing out_dir/{ckpt.pt, tokenizer.json, metrics.jsonl}.
 
-    resume=True continues out_dir/ckpt.pt exactly (same batches, LR and RNG as if never stopped) up to
-    cfg.max_steps; without it an existing checkpoint is never overwritten. Either folder may be a URL:
-    remote shards are read from a checked local copy and a remote run is staged locally and uploaded at
-    every checkpoint, both under cache_dir (see train/remote.py). Returns a summary dict.
-    Raises UsageError for anything the user can fix.
+    `data` is one shard folder, or `DIR[:WEIGHT]` specs of a weighted mixture (None: cfg.data); see
+    train/loader.py for how a spec parses. resume=True continues out_dir/ckpt.pt exactly (same batches, LR
+    and RNG as if never stopped) up to cfg.max_steps, on the same data only; without it an existing
+    checkpoint is never overwritten. Any folder may be a URL: remote shards are read from a checked local
+    copy and a remote run is staged locally and uploaded at every checkpoint, both under cache_dir (see
+    train/remote.py). Returns a summary dict. Raises UsageError for anything the user can fix.
     """
-    cfg = (cfg or PretrainConfig()).validate()
+    specs = [data] if isinstance(data, str) else list(data if data is not None else (cfg.data if cfg else ()))
+    cfg = replace(cfg or PretrainConfig(), data=tuple(specs)).validate()  # the run records its data
+    sources = parse_data(specs)
     run, ckpt = _open_run(out_dir, resume, cache_dir)  # before a download of the shards, not after
-    local_data = local_shards(data_dir, cache_dir)
-    loader = ShardLoader(local_data, cfg.block_size, cfg.batch_size, cfg.seed, name=data_dir)
+    local_dirs = [local_shards(s.url, cache_dir) for s in sources]
+    loader = MixtureLoader(sources, local_dirs, cfg.block_size, cfg.batch_size, cfg.seed)
     tok = loader.manifest.tokenizer
-    data = _data_identity(data_dir, local_data, loader)
+    data_id = _data_identity(local_dirs, loader)
     ckpt_file = run.url_of(CKPT_FILE)
     if ckpt is not None:
-        _check_resumable(ckpt, cfg, data)
-    if not loader.has_val:
-        log.warning(
-            "note: val split has %d tokens, fewer than one window of %d: skipping evaluation",
-            loader.val.num_tokens,
-            cfg.block_size + 1,
-        )
+        _check_resumable(ckpt, cfg, data_id)
+    if len(sources) > 1:
+        log.info("data mixture: %s", loader.describe())
+    for source, shard_loader in zip(sources, loader.loaders, strict=True):
+        if not shard_loader.has_val:
+            what = "val split" if len(sources) == 1 else f"{source.name}'s val split"
+            then = "skipping evaluation" if not loader.has_val else "no val loss for it"
+            n, window = shard_loader.val.num_tokens, cfg.block_size + 1
+            log.warning("note: %s has %d tokens, fewer than one window of %d: %s", what, n, window, then)
 
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
@@ -243,7 +315,7 @@ def pretrain(
         step, elapsed_before, last = ckpt["step"], ckpt["elapsed_s"], ckpt["last"]
         log.info("resuming %s at step %d of %d", ckpt_file, step, cfg.max_steps)
 
-    copy_file(os.path.join(local_data, tok.file), run.file(TOKENIZER_FILE))
+    copy_file(os.path.join(local_dirs[0], tok.file), run.file(TOKENIZER_FILE))
     metrics_file = run.file(METRICS_FILE)
     if resume:
         _keep_metrics_until(metrics_file, step)
@@ -260,7 +332,7 @@ def pretrain(
             "rng": _rng_state(),
             "elapsed_s": elapsed_before + time.perf_counter() - t_start,
             "last": last,
-            "data": data,
+            "data": data_id,
         }
 
     tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum
@@ -311,8 +383,10 @@ def pretrain(
                     "tokens_per_s": round(steps_since_log * tokens_per_step / (now - t_log), 1),
                 }
                 if do_eval and loader.has_val:
-                    last["val_loss"] = evaluate(train_model, loader, cfg.eval_steps, device, autocast)
-                    row["val_loss"] = round(last["val_loss"], 6)
+                    val = evaluate(train_model, loader, cfg.eval_steps, device, autocast)
+                    last["val_loss"] = val["val_loss"]
+                    last["val_losses"] = {k.split("/", 1)[1]: v for k, v in val.items() if "/" in k}
+                    row.update({k: round(v, 6) for k, v in val.items()})
                 row["elapsed_s"] = round(elapsed_before + time.perf_counter() - t_start, 2)
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
@@ -337,11 +411,16 @@ def pretrain(
         "steps_trained": trained,
         "loss": last["loss"],
         "val_loss": last["val_loss"],
+        "val_losses": last.get("val_losses", {}),  # per source, when there are several
         "tokens_per_s": round(trained * tokens_per_step / train_time, 1) if train_time else None,
         "elapsed_s": round(elapsed_before + time.perf_counter() - t_start, 2),
         "num_params": model.num_params(),
-        "train_tokens": loader.train.num_tokens,
-        "val_tokens": loader.val.num_tokens,
+        "train_tokens": loader.train_tokens,
+        "val_tokens": loader.val_tokens,
+        "data": [
+            {"name": s["name"], "dir": s["dir"], "weight": s["weight"], "train_tokens": s["train_tokens"]}
+            for s in data_id["sources"]
+        ],
         "device": str(device),
         "dtype": str(dtype).replace("torch.", ""),
     }

@@ -46,13 +46,18 @@ def one_torch_thread() -> Iterator[None]:
 
 
 def write_shard_folder(
-    folder: Path, tok: Tokenizer, train: Sequence[Sequence[str]], val: Sequence[Sequence[str]]
+    folder: Path,
+    tok: Tokenizer,
+    train: Sequence[Sequence[str]],
+    val: Sequence[Sequence[str]],
+    dtype: np.dtype | None = None,
 ) -> Path:
-    """One shard per inner list of documents, per split; the tokenizer copied beside the manifest."""
+    """One shard per inner list of documents, per split; the tokenizer copied beside the manifest.
+    dtype: the token dtype (default: the smallest that holds the vocabulary)."""
     folder.mkdir(parents=True, exist_ok=True)
     tok_path = str(folder / TOKENIZER_FILE)
     tok.save(tok_path)
-    dtype = token_dtype(tok.get_vocab_size())
+    dtype = np.dtype(dtype or token_dtype(tok.get_vocab_size()))
     splits = {}
     for split, shards in (("train", train), ("val", val)):
         splits[split] = []
@@ -94,6 +99,24 @@ def shard_dir_no_val(
     """A val split too short for one window (one tiny document), as a small tokenize run can produce."""
     return write_shard_folder(
         tmp_path_factory.mktemp("shards-no-val"), tokenizer, [documents[:20]], [["Hi."]]
+    )
+
+
+@pytest.fixture(scope="session")
+def shard_dir_b(tmp_path_factory: pytest.TempPathFactory, tokenizer: Tokenizer, documents: list[str]) -> Path:
+    """A second folder with the same tokenizer for mixtures: other documents (the excerpt backwards),
+    stored as uint32 (as a vocabulary over 65,536 would be), with its own val split."""
+    docs = documents[::-1]
+    return write_shard_folder(
+        tmp_path_factory.mktemp("shards-b") / "b", tokenizer, [docs[:-6]], [docs[-6:]], np.uint32
+    )
+
+
+@pytest.fixture(scope="session")
+def shard_dir_other_tokenizer(tmp_path_factory: pytest.TempPathFactory, documents: list[str]) -> Path:
+    """The same text under another tokenizer (another vocabulary size): not mixable with shard_dir."""
+    return write_shard_folder(
+        tmp_path_factory.mktemp("shards-other") / "other", train_bpe(documents, 400), [documents], [[]]
     )
 
 

@@ -130,3 +130,37 @@ def test_module_entry_point_reports_bad_input_in_one_line(tmp_path: Path) -> Non
     assert proc.stderr.strip().splitlines() == [
         f"tokenmill pretrain: error: shard folder {tmp_path / 'missing'} does not exist"
     ]
+
+
+def test_a_mixture_from_flags_or_from_the_config_file(
+    tmp_path: Path, shard_dir: Path, shard_dir_b: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    mix = ["--data", f"{shard_dir}:0.7", "--data", f"{shard_dir_b}:0.3"]
+    assert pretrain_main([*mix, "--output", str(run), *TINY, "--max-steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"({shard_dir.name} " in out and f", {shard_dir_b.name} " in out  # val loss per source
+    # the config file's data; resume needs neither it nor --data (the checkpoint's), another mixture is named
+    toml = tmp_path / "mix.toml"
+    toml.write_text(f'[pretrain]\ndata = ["{shard_dir}:7", "{shard_dir_b}:3"]\n')
+    assert pretrain_main(["--config", str(toml), "--output", str(run), "--resume", "--max-steps", "3"]) == 0
+    assert pretrain_main(["--output", str(run), "--resume", "--max-steps", "4"]) == 0
+    capsys.readouterr()
+    assert (
+        pretrain_main(["--data", str(shard_dir), "--output", str(run), "--resume", "--max-steps", "5"]) == 2
+    )
+    assert "trained on the mixture" in one_line_error(capsys, "tokenmill pretrain")
+
+
+def test_mixture_mistakes_are_one_line(
+    tmp_path: Path, shard_dir: Path, shard_dir_other_tokenizer: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = ["--output", str(tmp_path / "run"), *TINY]
+    assert pretrain_main(run) == 2
+    assert "no shard folder: give --data" in one_line_error(capsys, "tokenmill pretrain")
+    assert pretrain_main(["--data", f"{shard_dir}:-1", *run]) == 2
+    assert "positive" in one_line_error(capsys, "tokenmill pretrain")
+    assert pretrain_main(["--data", str(shard_dir), "--data", str(shard_dir_other_tokenizer), *run]) == 2
+    assert "different tokenizers" in one_line_error(capsys, "tokenmill pretrain")
+    assert pretrain_main(["--data", f"{tmp_path}/nope:0.5", *run]) == 2
+    assert f"shard folder {tmp_path}/nope does not exist" in one_line_error(capsys, "tokenmill pretrain")

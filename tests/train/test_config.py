@@ -75,3 +75,15 @@ def test_bad_config_file_is_one_config_error(tmp_path: Path) -> None:
     bad.write_text("[model\n")
     with pytest.raises(UsageError, match="invalid TOML"):
         load_config_file(str(bad))
+
+
+def test_data_is_one_folder_or_a_list_of_weighted_folders() -> None:
+    assert config_from_dict({"pretrain": {"data": "runs/shards"}}).data == ("runs/shards",)
+    cfg = config_from_dict({"pretrain": {"data": ["web:0.7", "s3://b/books:0.3"]}})
+    assert cfg.validate().data == ("web:0.7", "s3://b/books:0.3")
+    assert config_from_dict({"data": "flat"}).data == ("flat",)
+    assert PretrainConfig().data == ()
+    with pytest.raises(UsageError, match=r"\[pretrain\] data must be"):
+        config_from_dict({"pretrain": {"data": 3}})
+    with pytest.raises(UsageError, match="positive"):
+        config_from_dict({"pretrain": {"data": ["web:0"]}}).validate()

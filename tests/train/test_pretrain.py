@@ -1,4 +1,5 @@
-"""The pretrain loop on real text: it learns, logs, checkpoints, refuses to overwrite, and resumes exactly."""
+"""The pretrain loop on real text: it learns, logs, checkpoints, refuses to overwrite, and resumes exactly;
+on a mixture of folders too, refusing to resume on another mixture."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from pipeline.config import UsageError
 from tests.train.conftest import tiny_config
 from train.checkpoint import load_checkpoint
-from train.pretrain import lr_at, pretrain
+from train.pretrain import data_change, data_sources, lr_at, pretrain
 
 
 def rows(run: Path) -> list[dict]:
@@ -119,3 +120,85 @@ def test_lr_warms_up_then_decays_to_min() -> None:
     assert max(lrs) == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[10:100], lrs[11:101], strict=True))
     assert lrs[100:] == [1e-4] * 20
+
+
+# ---------------------------------------------------------------------------------------------------------
+# mixtures of shard folders
+
+
+def test_mixture_logs_val_loss_per_source_and_their_weighted_mean(
+    tmp_path: Path, shard_dir: Path, shard_dir_b: Path
+) -> None:
+    data = [f"{shard_dir}:0.75", f"{shard_dir_b}:0.25"]
+    summary = pretrain(data, str(tmp_path / "r"), tiny_config(max_steps=10, eval_interval=5), progress=False)
+    a, b = shard_dir.name, shard_dir_b.name
+    evals = [r for r in rows(tmp_path / "r") if "val_loss" in r]
+    assert [r["step"] for r in evals] == [5, 10]
+    for r in evals:
+        assert r["val_loss"] == pytest.approx(0.75 * r[f"val_loss/{a}"] + 0.25 * r[f"val_loss/{b}"], abs=2e-6)
+    assert summary["val_losses"] == pytest.approx(
+        {a: evals[-1][f"val_loss/{a}"], b: evals[-1][f"val_loss/{b}"]}
+    )
+    assert [(d["name"], d["weight"]) for d in summary["data"]] == [(a, 0.75), (b, 0.25)]
+    ckpt = load_checkpoint(str(tmp_path / "r"))
+    assert [(s["dir"], s["weight"]) for s in ckpt["data"]["sources"]] == [
+        (str(shard_dir), 0.75),
+        (str(shard_dir_b), 0.25),
+    ]
+    assert ckpt["pretrain_config"]["data"] == tuple(data)
+    assert "dir" not in ckpt["data"]  # a mixture has no single folder
+
+
+def test_mixture_resumes_exactly(tmp_path: Path, shard_dir: Path, shard_dir_b: Path) -> None:
+    data = [f"{shard_dir}:0.6", f"{shard_dir_b}:0.4"]
+    cfg = tiny_config(max_steps=12, lr_decay_steps=12, eval_interval=6, checkpoint_interval=6)
+    full = pretrain(data, str(tmp_path / "full"), cfg, progress=False)
+    pretrain(data, str(tmp_path / "split"), tiny_config(**{**cfg.to_dict(), "max_steps": 6}), progress=False)
+    # the same mixture with weights written otherwise (normalised alike), from cfg.data
+    same = tiny_config(**{**cfg.to_dict(), "data": (f"{shard_dir}:3", f"{shard_dir_b}:2")})
+    split = pretrain(None, str(tmp_path / "split"), same, resume=True, progress=False)
+    assert split["steps_trained"] == 6
+    assert split["loss"] == pytest.approx(full["loss"], rel=1e-5)
+    assert split["val_losses"] == pytest.approx(full["val_losses"], rel=1e-5)
+    assert [r["loss"] for r in rows(tmp_path / "split")] == pytest.approx(
+        [r["loss"] for r in rows(tmp_path / "full")], rel=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        lambda a, b: [f"{a}:0.5", f"{b}:0.5"],  # other weights
+        lambda a, b: [f"{b}:0.3", f"{a}:0.7"],  # other order: other batches
+        lambda a, b: [str(a)],  # one folder of the two
+    ],
+)
+def test_resume_with_another_mixture_is_refused_naming_both(
+    tmp_path: Path, shard_dir: Path, shard_dir_b: Path, data
+) -> None:
+    run = str(tmp_path / "r")
+    pretrain([f"{shard_dir}:0.7", f"{shard_dir_b}:0.3"], run, tiny_config(max_steps=2), progress=False)
+    with pytest.raises(UsageError, match="trained on the mixture") as err:
+        pretrain(data(shard_dir, shard_dir_b), run, tiny_config(max_steps=4), resume=True, progress=False)
+    assert f"{shard_dir}:0.7 + {shard_dir_b}:0.3" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_single_folder_run_records_its_folder_as_before(trained_run: Path, shard_dir: Path) -> None:
+    data = load_checkpoint(str(trained_run))["data"]
+    assert data["dir"] == data["sources"][0]["dir"] == str(shard_dir)
+    assert (
+        data["sources"][0]["weight"] == 1.0
+        and data["manifest_sha256"] == data["sources"][0]["manifest_sha256"]
+    )
+
+
+def test_data_change_reads_checkpoints_from_before_mixtures(shard_dir: Path, shard_dir_b: Path) -> None:
+    now = data_sources(str(shard_dir))
+    legacy = {
+        "dir": "/elsewhere/shards",
+        "manifest_sha256": now[0]["manifest_sha256"],
+        "tokenizer_sha256": "x",
+    }
+    assert data_change(legacy, now) is None  # moved, same manifest: the same data
+    assert "another manifest.json" in data_change({**legacy, "manifest_sha256": "0" * 64}, now)
+    assert "mixture" in data_change(legacy, data_sources([str(shard_dir), str(shard_dir_b)]))
