@@ -11,7 +11,7 @@ from jobs.common import run_cli
 from pipeline import storage
 from report import DEFAULT_SAMPLE_DOCS, collect, format_summary, render_html
 
-__all__ = ["build_parser", "collect", "format_report", "main"]
+__all__ = ["build_parser", "collect", "format_report", "main", "render_html"]
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SAMPLE_DOCS,
         metavar="N",
         help=f"read at most N kept and N dropped documents per stage for languages, lengths, domains and "
-        f"examples, and tokens of at most N documents (default {DEFAULT_SAMPLE_DOCS:,}; 0: read everything)",
+        f"examples, and whole shards until N documents for tokens per document (default "
+        f"{DEFAULT_SAMPLE_DOCS:,}; 0: read everything)",
     )
     return p
 
