@@ -26,15 +26,17 @@ from tokenizer.shards import Manifest, ShardInfo, read_manifest, read_shard, sha
 
 
 class TokenStream:
-    """The shards of one split, read as one contiguous stream of tokens.
+    """Shards read as one contiguous stream of tokens: one split of a folder, or the train splits of a
+    mixture's folders one after the other (so one lookup serves every source).
 
     A shard is opened (memory-mapped) the first time a window reaches it, and its sha256 is checked against
     the manifest then: a damaged or replaced shard stops training with its name, not a wrong loss.
     """
 
-    def __init__(self, folder: str, infos: list[ShardInfo]) -> None:
-        self.folder = folder
-        self.infos = [s for s in infos if s.num_tokens]
+    def __init__(self, parts: Sequence[tuple[str, ShardInfo]]) -> None:
+        """parts: (folder, shard) in stream order."""
+        self.parts = [(folder, s) for folder, s in parts if s.num_tokens]
+        self.infos = [s for _, s in self.parts]
         lengths = np.array([s.num_tokens for s in self.infos], dtype=np.int64)
         self.starts = np.concatenate(([0], np.cumsum(lengths)))  # stream offset of each shard, then the end
         self.num_tokens = int(self.starts[-1])
@@ -43,12 +45,12 @@ class TokenStream:
     def shard(self, i: int) -> np.ndarray:
         """The tokens of shard i, memory-mapped, checked on first use."""
         if i not in self._open:
-            info = self.infos[i]
-            path = os.path.join(self.folder, info.file)
+            folder, info = self.parts[i]
+            path = os.path.join(folder, info.file)
             if sha256_file(path) != info.sha256:
                 raise UsageError(
                     f"{path}: sha256 differs from the manifest (the shard changed or is damaged); "
-                    f"`tokenmill verify {self.folder}` checks them all"
+                    f"`tokenmill verify {folder}` checks them all"
                 )
             self._open[i] = read_shard(path).tokens
         return self._open[i]
@@ -73,26 +75,26 @@ class TokenStream:
             i, offset = i + 1, 0
         return np.concatenate(pieces)
 
-    def read_windows(self, starts: np.ndarray, out: np.ndarray, rows: np.ndarray | None = None) -> None:
-        """Copy the windows at `starts` into rows `rows` (default: 0..) of `out`, casting to out's dtype.
+    def read_windows(self, starts: np.ndarray, out: np.ndarray) -> None:
+        """Copy the windows at `starts` into the rows of `out` (windows of out.shape[1] tokens), casting to
+        out's dtype.
 
         One searchsorted finds every window's shard; each row is then one slice-assignment from the mmap,
         which casts uint16/uint32 to int64 in the same pass (no intermediate copy).
         """
         length = out.shape[1]
-        if len(starts) and (starts.min() < 0 or starts.max() + length > self.num_tokens):
-            raise IndexError(f"a window of {length} outside a stream of {self.num_tokens} tokens")
         shard_of = np.searchsorted(self.starts, starts, side="right") - 1
         offsets = (starts - self.starts[shard_of]).tolist()
-        rows_ = range(len(starts)) if rows is None else rows.tolist()
-        for row, i, offset, start in zip(rows_, shard_of.tolist(), offsets, starts.tolist(), strict=True):
+        for row, (i, offset) in enumerate(zip(shard_of.tolist(), offsets, strict=True)):
             tokens = self._open.get(i)
             if tokens is None:
+                if not 0 <= i < len(self.parts):
+                    raise IndexError(f"window {starts[row]} outside a stream of {self.num_tokens} tokens")
                 tokens = self.shard(i)
             if offset + length <= len(tokens):
                 out[row] = tokens[offset : offset + length]
-            else:  # the rare window that crosses into the next shard
-                out[row] = self.window(start, length)
+            else:  # the rare window that crosses into the next shard (window() checks the stream's end)
+                out[row] = self.window(int(starts[row]), length)
 
 
 class ShardLoader:
@@ -109,8 +111,8 @@ class ShardLoader:
             raise UsageError(f"{name or data_dir}: {problems[0]}{more}; `tokenmill verify` lists them")
         self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
         splits = self.manifest.splits
-        self.train = TokenStream(data_dir, splits.get("train", []))
-        self.val = TokenStream(data_dir, splits.get("val", []))
+        self.train = TokenStream([(data_dir, s) for s in splits.get("train", [])])
+        self.val = TokenStream([(data_dir, s) for s in splits.get("val", [])])
         if self.train.num_tokens < block_size + 1:
             raise UsageError(
                 f"{name or data_dir}: the train split has {self.train.num_tokens} tokens, fewer than "
@@ -223,6 +225,9 @@ class MixtureLoader:
     (probability = weight) and then a uniformly random start in that source's train stream: a pure function
     of the step, so a resumed run sees the same batches. With one source no source is drawn, so its batches
     are exactly the ShardLoader's (and those of runs from before mixtures existed).
+
+    The sources' train streams are read as one joined stream (`train`): a window never crosses from one
+    source into the next, and a batch is one lookup and one copy whatever the number of sources.
     """
 
     def __init__(
@@ -253,10 +258,16 @@ class MixtureLoader:
         self._cum = np.cumsum(self.weights)
         self._cum[-1] = 1.0  # a draw in [0, 1) never falls past the last source through rounding
         self._highs = np.array([ld.train.num_tokens - block_size for ld in self.loaders], dtype=np.int64)
+        if len(self.loaders) == 1:
+            self.train = self.loaders[0].train
+        else:  # each source's shards are opened (and checked) by this stream only
+            self.train = TokenStream([part for ld in self.loaders for part in ld.train.parts])
+        sizes = [ld.train.num_tokens for ld in self.loaders]
+        self._source_starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
 
     @property
     def train_tokens(self) -> int:
-        return sum(ld.train.num_tokens for ld in self.loaders)
+        return self.train.num_tokens
 
     @property
     def val_tokens(self) -> int:
@@ -278,14 +289,7 @@ class MixtureLoader:
         """B windows of block_size+1 tokens in one int64 buffer; x and y are its two shifted views."""
         source, starts = self.train_choices(step, micro)
         buf = torch.empty((self.batch_size, self.block_size + 1), dtype=torch.int64)
-        out = buf.numpy()
-        if len(self.loaders) == 1:
-            self.loaders[0].train.read_windows(starts, out)
-        else:
-            for k, loader in enumerate(self.loaders):
-                rows = np.flatnonzero(source == k)
-                if len(rows):
-                    loader.train.read_windows(starts[rows], out, rows)
+        self.train.read_windows(self._source_starts[source] + starts, buf.numpy())
         return buf[:, :-1], buf[:, 1:]
 
     def val_sources(self) -> Iterator[tuple[DataSource, ShardLoader]]:

@@ -217,3 +217,10 @@ def test_mixture_val_is_each_sources_fixed_windows(
     ours = [x for x, _ in with_val[0][1].val_batches(3)]
     assert all(torch.equal(a, b) for a, b in zip(ours, [x for x, _ in loader.val_batches(3)], strict=True))
     assert mix.train_tokens == sum(ld.train.num_tokens for ld in mix.loaders)
+
+
+def test_windows_outside_the_stream_are_refused(loader: ShardLoader) -> None:
+    out = np.empty((1, BLOCK + 1), dtype=np.int64)
+    for start in (-1, loader.train.num_tokens - BLOCK, loader.train.num_tokens, loader.train.num_tokens + 5):
+        with pytest.raises(IndexError):
+            loader.train.read_windows(np.array([start]), out)
