@@ -12,10 +12,10 @@ COMMANDS = {
     "extract": ("jobs.extract", "WARC files -> Parquet documents (trafilatura main text)"),
     "filter": ("jobs.filter", "FineWeb's filters, PII redaction, decontamination; every drop explained"),
     "dedup": ("jobs.dedup", "drop exact and MinHash near duplicates across all files"),
-    "train-tokenizer": ("jobs.train_tokenizer", "train a byte-level BPE tokenizer on documents"),
-    "tokenize": ("jobs.tokenize", "documents -> Arrow token shards + manifest.json"),
+    "train-tokenizer": ("jobs.train_tokenizer", "train a byte-level BPE on a uniform sample of documents"),
+    "tokenize": ("jobs.tokenize", "documents -> globally shuffled Arrow token shards + manifest.json"),
     "verify": ("jobs.verify", "check a shard folder against its manifest, byte for byte"),
-    "report": ("jobs.report", "per-stage counts, drop reasons and wall times"),
+    "report": ("jobs.report", "a whole-run report: summary, report.json and report.html with plots"),
     "pretrain": ("jobs.pretrain", "pretrain the GPT on a shard folder"),
     "generate": ("jobs.generate", "sample text from a pretrained checkpoint"),
 }

@@ -224,3 +224,12 @@ def read_documents(url: str, columns: list[str] | None = None) -> Iterator[Docum
         for batch in pq.ParquetFile(f).iter_batches(batch_size=1024, columns=columns):
             for row in batch.to_pylist():
                 yield Document.from_row(row)
+
+
+def text_bytes(metadata: pq.FileMetaData) -> int:
+    """About how many UTF-8 bytes of text a part file holds, from its footer alone: the text column's size
+    before compression (the texts plus 4 bytes of length each)."""
+    col = metadata.schema.to_arrow_schema().get_field_index("text")
+    return sum(
+        metadata.row_group(g).column(col).total_uncompressed_size for g in range(metadata.num_row_groups)
+    )

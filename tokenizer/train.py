@@ -32,6 +32,7 @@ from tqdm import tqdm
 from pipeline import storage
 from pipeline.config import UsageError
 from pipeline.dedup import hash_strings
+from pipeline.documents import text_bytes
 from pipeline.ray_cluster import check_paths_reachable, cluster_cpus, init_ray
 from pipeline.stage import describe_changes, digest, recipe, refuse_config_change
 from pipeline.stage_folder import read_stage
@@ -61,16 +62,12 @@ def stats_path(tokenizer_url: str) -> str:
 
 
 def _footer_text_bytes(urls: list[str]) -> list[int]:
-    """The text column's size before compression, per file, from the Parquet footers alone."""
+    """The text of each part file, in bytes, from the Parquet footers alone."""
     sizes = []
     for url in urls:
         fs, path = storage.filesystem(url)
         with fs.open(path, "rb") as f:
-            meta = pq.read_metadata(f)
-        col = meta.schema.to_arrow_schema().get_field_index("text")
-        sizes.append(
-            sum(meta.row_group(g).column(col).total_uncompressed_size for g in range(meta.num_row_groups))
-        )
+            sizes.append(text_bytes(pq.read_metadata(f)))
     return sizes
 
 
