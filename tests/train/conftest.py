@@ -142,8 +142,9 @@ def tiny_config(**overrides: object) -> PretrainConfig:
     return PretrainConfig(**{**base, **overrides})
 
 
-# One layer at a high LR gets past the unigram plateau (loss ~5.1 on this text) within 100 steps.
-TRAINED_RUN = tiny_config(n_layer=1, max_steps=100, lr=1e-2, min_lr=1e-3)
+# One layer at a high LR gets past the unigram plateau (val loss ~5.4 on this text with the GPT-4-split
+# tokenizer of 512) within 200 steps, to ~4.8.
+TRAINED_RUN = tiny_config(n_layer=1, max_steps=200, lr=1e-2, min_lr=1e-3)
 
 
 @pytest.fixture(scope="session")

@@ -150,3 +150,26 @@ def test_cli_pretrain_and_generate_with_s3_folders(s3_url: str, s3_shards: str, 
         timeout=300,
     )
     assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr
+
+
+def test_a_mixture_of_an_s3_and_a_local_folder_resumes_exactly(
+    s3_url: str, s3_shards: str, shard_dir: Path, shard_dir_b: Path, tmp_path: Path
+) -> None:
+    """`s3://bucket/shards:0.6`: the weight comes off the URL, the folder is a checked copy in the cache,
+    and the checkpoint records the URL; resuming from an empty cache continues the same batches."""
+    cfg = tiny_config(max_steps=8, lr_decay_steps=8, checkpoint_interval=4, eval_interval=4)
+    local = pretrain([f"{shard_dir}:0.6", f"{shard_dir_b}:0.4"], str(tmp_path / "local"), cfg, progress=False)
+    data = [f"{s3_shards}:0.6", f"{shard_dir_b}:0.4"]
+    half = tiny_config(**{**cfg.to_dict(), "max_steps": 4})
+    pretrain(data, f"{s3_url}/run", half, progress=False, cache_dir=str(tmp_path / "cache"))
+    split = pretrain(data, f"{s3_url}/run", cfg, resume=True, progress=False, cache_dir=str(tmp_path / "c2"))
+    assert split["loss"] == pytest.approx(local["loss"], rel=1e-5)
+    # the same losses per source (named by their folders: shards0 locally, shards on S3)
+    assert list(split["val_losses"].values()) == pytest.approx(list(local["val_losses"].values()), rel=1e-5)
+    staged = RunFolder(f"{s3_url}/run", str(tmp_path / "check"))
+    assert staged.pull("ckpt.pt") == []
+    sources = load_checkpoint(staged.file("ckpt.pt"))["data"]["sources"]
+    assert [(s["dir"], s["name"], s["weight"]) for s in sources] == [
+        (s3_shards, "shards", 0.6),
+        (str(shard_dir_b), shard_dir_b.name, 0.4),
+    ]
