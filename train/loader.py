@@ -254,7 +254,8 @@ class MixtureLoader:
                 )
         self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
         self.manifest = self.loaders[0].manifest  # the tokenizer's; dtypes may differ (batches are int64)
-        self.weights = np.array([s.weight for s in self.sources])
+        weights = np.array([s.weight for s in self.sources])
+        self.weights = weights / weights.sum()  # parse_data normalises them already; any positive will do
         self._cum = np.cumsum(self.weights)
         self._cum[-1] = 1.0  # a draw in [0, 1) never falls past the last source through rounding
         self._highs = np.array([ld.train.num_tokens - block_size for ld in self.loaders], dtype=np.int64)

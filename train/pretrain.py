@@ -279,9 +279,11 @@ def pretrain(
     copy and a remote run is staged locally and uploaded at every checkpoint, both under cache_dir (see
     train/remote.py). Returns a summary dict. Raises UsageError for anything the user can fix.
     """
-    specs = [data] if isinstance(data, str) else list(data if data is not None else (cfg.data if cfg else ()))
-    cfg = replace(cfg or PretrainConfig(), data=tuple(specs)).validate()  # the run records its data
-    sources = parse_data(specs)
+    cfg = cfg or PretrainConfig()
+    if data is not None:  # the checkpoint's config records the data it was trained on
+        cfg = replace(cfg, data=(data,) if isinstance(data, str) else tuple(data))
+    cfg = cfg.validate()
+    sources = parse_data(cfg.data)
     run, ckpt = _open_run(out_dir, resume, cache_dir)  # before a download of the shards, not after
     local_dirs = [local_shards(s.url, cache_dir) for s in sources]
     loader = MixtureLoader(sources, local_dirs, cfg.block_size, cfg.batch_size, cfg.seed)
