@@ -101,8 +101,10 @@ def run_all(cfg: dict[str, Any], output: str | None = None, overwrite: bool = Fa
     rep["stage_wall_seconds"] = timings
     report_path = f"{out}/report.json"
     storage.write_json(report_path, rep)
+    storage.write_bytes(f"{out}/report.html", report.render_html(rep).encode("utf-8"))
     print("\n" + report.format_report(rep))
     print(f"report: {report_path}")
+    print(f"report: {out}/report.html (open it in a browser: plots, drops with examples)")
 
     gen = cfg.get("generate", {})
     prompt = gen.get("prompt", "The")
