@@ -1,10 +1,11 @@
-"""Records handed from one wave of tasks to the next, partitioned on disk: the shuffle of the dedup steps.
+"""Records handed from one wave of tasks to the next, partitioned on disk: the shuffle of dedup and tokenize.
 
 A task of one wave writes one file holding its records split into P sections; task p of the next wave
-reads section p of every file. Records are fixed-width numpy structured arrays, so a file is a small
-header (magic, dtype, P+1 section offsets) followed by the sections back to back, and a reader fetches
-its section with two ranged reads (header, section) whatever the number of partitions. Nothing holds more
-than one section of one wave.
+reads section p of every file. A file is a small header (magic, dtype, P+1 section offsets) followed by the
+sections back to back: fixed-width numpy structured records (dedup), or opaque bytes (tokenize's
+serialized Arrow batches). A reader fetches its section, or a run of consecutive sections, with at most
+three ranged reads per file (header start, its offsets, the sections) whatever the number of partitions.
+Nothing holds more than one section of one wave.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pipeline import storage
 MAGIC = b"TMX1"
 _PREFIX = struct.Struct("<4sII")  # magic, partitions, length of the dtype's JSON
 _CHUNK = 512  # files whose headers are in memory at once
-_HEADER_GUESS = 1 << 13  # one read gets the whole header of files with up to ~1,000 partitions
+_HEADER_GUESS = 1 << 13  # one read gets the offsets of files with up to ~1,000 partitions
 
 
 def write_sections(url: str, records: np.ndarray, partition: np.ndarray, partitions: int) -> None:
@@ -54,51 +55,69 @@ def _dtype(descr: list) -> np.dtype:
     )
 
 
-def _parse_header(head: bytes, url: str) -> tuple[np.dtype, np.ndarray, int]:
-    """dtype, section offsets (None if the header is longer than `head`), and the header's length."""
+def _header(head: bytes, url: str) -> tuple[int, int, np.dtype | None]:
+    """(partitions, where the offsets start, dtype: None if its description is longer than `head`)."""
     magic, partitions, n = _PREFIX.unpack_from(head)
     if magic != MAGIC:
         raise ValueError(f"{url} is not a partitioned record file")
-    end = _PREFIX.size + n + 8 * (partitions + 1)
-    if len(head) < end:
-        return None, None, end
-    dtype = _dtype(json.loads(head[_PREFIX.size : _PREFIX.size + n]))
-    return dtype, np.frombuffer(head[_PREFIX.size + n : end], dtype="<u8"), end
+    if len(head) < _PREFIX.size + n:
+        return partitions, _PREFIX.size + n, None
+    return partitions, _PREFIX.size + n, _dtype(json.loads(head[_PREFIX.size : _PREFIX.size + n]))
 
 
 def read_sections(urls: Sequence[str], p: int) -> list[np.ndarray]:
-    """Section p of each file, one array per file. Remote files are read concurrently (fsspec cat_ranges),
-    a chunk of files at a time: a header read, then a section read, per file."""
-    out: list[np.ndarray] = []
+    """Section p of each file, one array per file."""
+    return [np.frombuffer(blob, dtype=dtype) for blob, _, dtype in read_spans(urls, p, p + 1)]
+
+
+def read_spans(urls: Sequence[str], first: int, stop: int) -> list[tuple[bytes, np.ndarray, np.dtype]]:
+    """Sections first..stop-1 of each file, which lie back to back: (their bytes, the stop - first + 1
+    offsets of the sections within them, the dtype) per file.
+
+    Remote files are read concurrently (fsspec cat_ranges), a chunk of files at a time, in at most three
+    requests per file whatever the number of partitions: the start of the header, the offsets wanted when
+    they lie past it, the sections.
+    """
+    out: list[tuple[bytes, np.ndarray, np.dtype]] = []
     for at in range(0, len(urls), _CHUNK):
-        out += _read_chunk(urls[at : at + _CHUNK], p)
+        out += _read_chunk(urls[at : at + _CHUNK], first, stop)
     return out
 
 
-def _read_chunk(urls: Sequence[str], p: int) -> list[np.ndarray]:
+def _read_chunk(urls: Sequence[str], first: int, stop: int) -> list[tuple[bytes, np.ndarray, np.dtype]]:
     if not urls:
         return []
     fs, _ = storage.filesystem(urls[0])
     paths = [storage.filesystem(u)[1] for u in urls]
-    heads = fs.cat_ranges(paths, [0] * len(paths), [_HEADER_GUESS] * len(paths))
-    parsed = [_parse_header(h, u) for h, u in zip(heads, urls, strict=True)]
-    short = [i for i, (dtype, _, _) in enumerate(parsed) if dtype is None]
-    if short:
-        more = fs.cat_ranges([paths[i] for i in short], [0] * len(short), [parsed[i][2] for i in short])
-        for i, head in zip(short, more, strict=True):
-            parsed[i] = _parse_header(head, urls[i])
-    starts, ends = [], []
-    for (_, offsets, _), url in zip(parsed, urls, strict=True):
-        if p >= len(offsets) - 1:
-            raise ValueError(f"{url} has {len(offsets) - 1} partitions, asked for {p}")
-        starts.append(int(offsets[p]))
-        ends.append(int(offsets[p + 1]))
-    wanted = [i for i in range(len(paths)) if ends[i] > starts[i]]  # an empty range is no valid request
+    heads = list(fs.cat_ranges(paths, [0] * len(paths), [_HEADER_GUESS] * len(paths)))
+    headers = [_header(h, u) for h, u in zip(heads, urls, strict=True)]
+    for (partitions, _, _), url in zip(headers, urls, strict=True):
+        if not 0 <= first < stop <= partitions:
+            raise ValueError(f"{url} has {partitions} partitions, asked for {first}..{stop - 1}")
+    long = [i for i, (_, _, dtype) in enumerate(headers) if dtype is None]  # a dtype described at length
+    if long:
+        more = fs.cat_ranges([paths[i] for i in long], [0] * len(long), [headers[i][1] for i in long])
+        for i, head in zip(long, more, strict=True):
+            heads[i], headers[i] = head, _header(head, urls[i])
+    # offsets first..stop of each file, 8 bytes each from where its offsets start: only those are read
+    spans = [(base + 8 * first, base + 8 * (stop + 1)) for _, base, _ in headers]
+    raw = [heads[i][a:b] for i, (a, b) in enumerate(spans)]
+    far = [i for i, (_, b) in enumerate(spans) if b > len(heads[i])]
+    if far:
+        got = fs.cat_ranges([paths[i] for i in far], [spans[i][0] for i in far], [spans[i][1] for i in far])
+        for i, blob in zip(far, got, strict=True):
+            raw[i] = blob
+    offsets = [np.frombuffer(r, dtype="<u8").astype(np.int64) for r in raw]
+    wanted = [i for i, o in enumerate(offsets) if o[-1] > o[0]]  # an empty range is no valid request
     blobs = [b""] * len(paths)
-    got = fs.cat_ranges([paths[i] for i in wanted], [starts[i] for i in wanted], [ends[i] for i in wanted])
+    got = fs.cat_ranges(
+        [paths[i] for i in wanted],
+        [int(offsets[i][0]) for i in wanted],
+        [int(offsets[i][-1]) for i in wanted],
+    )
     for i, blob in zip(wanted, got, strict=True):
         blobs[i] = blob
-    return [np.frombuffer(b, dtype=d) for b, (d, _, _) in zip(blobs, parsed, strict=True)]
+    return [(blob, o - o[0], h[2]) for blob, o, h in zip(blobs, offsets, headers, strict=True)]
 
 
 def read_section(urls: Sequence[str], p: int, dtype: np.dtype | None = None) -> np.ndarray:

@@ -355,12 +355,12 @@ def test_tokenize_packs_a_global_shuffle_into_shards_of_the_target_size(stages, 
         Stage("extract", "1", one_slice, SlicesConfig()), slices, str(tmp_path / "docs")
     ).complete
     folders = {}
-    for name, seed in (("a", 0), ("b", 0), ("c", 7)):
+    for name, seed, fan_in in (("a", 0, 256), ("b", 0, 256), ("c", 7, 256), ("d", 0, 2)):
         tokenize(
             str(tmp_path / "docs"),
             f"{out}/tok/tokenizer.json",
             str(tmp_path / name),
-            TokenizeConfig(val_fraction=0.2, shard_tokens=total // 4, seed=seed),
+            TokenizeConfig(val_fraction=0.2, shard_tokens=total // 4, seed=seed, fan_in=fan_in),
         )
         folders[name] = json.loads((tmp_path / name / "manifest.json").read_text())
     manifest = folders["a"]
@@ -377,6 +377,10 @@ def test_tokenize_packs_a_global_shuffle_into_shards_of_the_target_size(stages, 
         return ids
 
     assert order("a") == order("b")  # deterministic
+    # 4 parts past a fan-in of 2: a regroup wave joins sections first; the shards are the same bytes
+    assert [(s["file"], s["sha256"]) for s in folders["d"]["splits"]["train"]] == [
+        (s["file"], s["sha256"]) for s in train
+    ]
     assert order("c") != order("a") and sorted(order("c")) == sorted(order("a"))  # the seed reorders...
     assert sorted(order("c", "val")) == sorted(order("a", "val"))  # ...but never moves a document's split
     # the order is a shuffle across the input files, not file after file

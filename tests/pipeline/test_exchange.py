@@ -64,3 +64,24 @@ def test_a_file_of_another_kind_is_refused(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"not a partitioned file at all")
     with pytest.raises(ValueError, match="not a partitioned record file"):
         exchange.read_sections([str(tmp_path / "x.bin")], 0)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_byte_sections_read_one_or_a_run_past_the_first_header_read(where, tmp_path, request):
+    """Variable-length sections (tokenize's): 5,000 partitions put most offsets past the first read of the
+    header; a section, and a run of consecutive ones, come back with their offsets, as written."""
+    root = request.getfixturevalue("s3_url") if where == "s3" else str(tmp_path)
+    rng = np.random.default_rng(1)
+    files, blobs = [], []
+    for w in range(2):
+        sections = [rng.bytes(int(n)) if n % 3 else b"" for n in rng.integers(0, 40, 5000)]
+        url = f"{root}/bytes-{w}.bin"
+        exchange.write_byte_sections(url, sections)
+        files.append(url)
+        blobs.append(sections)
+    for p in (0, 1, 4321, 4999):
+        got = exchange.read_sections(files, p)
+        assert [g.tobytes() for g in got] == [b[p] for b in blobs]
+    for (data, offsets, dtype), sections in zip(exchange.read_spans(files, 4000, 4100), blobs, strict=True):
+        assert dtype == np.dtype([("f0", "u1")]) and len(offsets) == 101
+        assert [data[offsets[k] : offsets[k + 1]] for k in range(100)] == sections[4000:4100]

@@ -14,7 +14,8 @@ from tokenizer.bpe import EOS_TOKEN, SPECIAL_TOKENS, encode_documents, eos_id, l
 TRICKY = [
     "naïve café — “quotes” ‘single’ … ½ ™ \u00a0non-breaking\u2009thin",
     "emoji 👩‍👩‍👧‍👦 🇫🇷 🏳️‍🌈 and skin tones 👍🏽; CJK 日本語のテキスト 中文 한국어",
-    "RTL עברית العربية; combining e\u0301 a\u0308; zero width\u200bspace\u200d; BOM \ufeff; NUL \x00 and \x7f",
+    "RTL עברית العربية; combining e\u0301 a\u0308; zero width\u200bspace\u200d",
+    "BOM \ufeff; NUL \x00 and \x7f; lone surrogates cannot be UTF-8, so they are not here",
     "whitespace\t\ttabs\r\nCRLF\n\n\n   trailing   \u3000ideographic space",
     "numbers 1234567890 3.14159 -42 1,000,000 0x1F and code `x += 1; // don't`",
     "special token text <|endoftext|> <|user|> <|pad|> inside a page",
