@@ -204,6 +204,13 @@ def remove(urls: Iterable[str]) -> None:
                 fs.rm_file(p)
 
 
+def remove_tree(url: str) -> None:
+    """Delete a folder and everything in it; a missing one is not an error."""
+    fs, path = filesystem(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
 def download(url: str, local_path: str) -> None:
     """Copy one file to a local path (atomically: a killed copy leaves no half file)."""
     fs, path = filesystem(url)

@@ -143,7 +143,7 @@ def tokenize(
     if not result.complete:
         return result
     _write_manifest(root, tokenizer_bytes, sha256, result, cfg, docs.root, docs.fingerprint)
-    storage.remove([storage.join(work, name) for name in storage.list_tree(work)])
+    storage.remove_tree(work)
     return result
 
 

@@ -389,7 +389,7 @@ def test_tokenize_packs_a_global_shuffle_into_shards_of_the_target_size(stages, 
         assert (
             len({slice_of[i] for i in read_shard(str(tmp_path / "a" / info["file"])).doc_ids.to_pylist()}) > 1
         )
-    assert not (tmp_path / "a" / "_work").exists() or not any((tmp_path / "a" / "_work").rglob("*.bin"))
+    assert not (tmp_path / "a" / "_work").exists()  # the work files go once the manifest is written
 
 
 def test_filter_decontaminates_and_says_why(stages, tmp_path):
