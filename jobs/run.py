@@ -123,7 +123,8 @@ def run_all(cfg: dict[str, Any], output: str | None = None, overwrite: bool = Fa
 def _resumable(run_dir: str, data: list[str], overwrite: bool) -> bool:
     """Resume a checkpoint trained on these shards (and mixture); one trained on others is refused, or with
     overwrite started again (its files removed), so the run never mixes data it was not configured with."""
-    from train.pretrain import checkpoint_data, data_change, data_sources
+    from train.data_identity import data_change, data_sources
+    from train.pretrain import checkpoint_data
 
     saved = checkpoint_data(run_dir)
     if saved is None:

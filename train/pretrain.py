@@ -9,7 +9,6 @@ and RUN may be URLs (s3://...): see train/remote.py for the local copies they us
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -26,9 +25,10 @@ from tqdm import tqdm
 from model import GPT
 from pipeline import storage
 from pipeline.config import UsageError
-from tokenizer.shards import MANIFEST_FILE, TOKENIZER_FILE
+from tokenizer.shards import TOKENIZER_FILE
 from train.checkpoint import CKPT_FILE, load_checkpoint, save_checkpoint
 from train.config import MODEL_KEYS, PretrainConfig, pretrain_config_from_tables
+from train.data_identity import data_change, data_identity, describe_mixture, saved_sources
 from train.loader import DataSource, MixtureLoader, parse_data
 from train.remote import RunFolder, copy_file, local_shards
 
@@ -39,7 +39,6 @@ RUN_FILES = (TOKENIZER_FILE, METRICS_FILE, CKPT_FILE)  # upload order: the check
 __all__ = [
     "PretrainConfig",
     "checkpoint_data",
-    "data_change",
     "lr_at",
     "pretrain",
     "pretrain_config_from_tables",
@@ -121,42 +120,12 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _saved_sources(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The sources a checkpoint recorded; a checkpoint from before mixtures had one folder, weight 1."""
-    if "sources" in data:
-        return data["sources"]
-    return [{"dir": data["dir"], "weight": 1.0, "manifest_sha256": data.get("manifest_sha256")}]
-
-
-def _mixture(sources: Sequence[dict[str, Any]]) -> str:
-    return " + ".join(f"{s['dir']}:{s['weight']:.3g}" for s in sources)
-
-
-def data_change(saved: dict[str, Any], now: Sequence[dict[str, Any]]) -> str | None:
-    """Why a checkpoint's data (its `data` record) is not the sources `now` ({dir, weight, manifest_sha256}
-    each, in --data order), or None when resuming would continue on the same data. A folder may have
-    moved (the manifest says which data it is); the order, weights and manifests must match."""
-    before = _saved_sources(saved)
-    same_weights = len(before) == len(now) and all(
-        math.isclose(a["weight"], b["weight"], rel_tol=1e-9) for a, b in zip(before, now, strict=True)
-    )
-    if not same_weights:
-        return f"the checkpoint was trained on the mixture {_mixture(before)}, not {_mixture(now)}"
-    for a, b in zip(before, now, strict=True):
-        if a.get("manifest_sha256") not in (None, b["manifest_sha256"]):
-            return (
-                f"the shard folder {b['dir']} is not the one the checkpoint was trained on "
-                f"({a['dir']}, another manifest.json)"
-            )
-    return None
-
-
 def _check_resumable(ckpt: dict[str, Any], cfg: PretrainConfig, data: dict[str, Any]) -> None:
     saved_data = ckpt["data"]
     if saved_data["tokenizer_sha256"] != data["tokenizer_sha256"]:
         raise UsageError(
             f"the shard folder's tokenizer is not the one the checkpoint was trained with "
-            f"(checkpoint data: {_mixture(_saved_sources(saved_data))})"
+            f"(checkpoint data: {describe_mixture(saved_sources(saved_data))})"
         )
     if why := data_change(saved_data, data["sources"]):
         raise UsageError(f"{why}: resuming would continue on other data; start a new run instead")
@@ -203,48 +172,6 @@ def checkpoint_data(out_dir: str, cache_dir: str | None = None) -> dict[str, Any
     return load_checkpoint(run.file(CKPT_FILE))["data"]
 
 
-def _data_identity(local_dirs: Sequence[str], loader: MixtureLoader) -> dict[str, Any]:
-    """What the checkpoint records of its data: each source's URL (not a cache), weight and version."""
-    tok = loader.manifest.tokenizer
-    sources = [
-        dict(
-            dir=storage.normalize(s.url),
-            name=s.name,
-            weight=s.weight,
-            manifest_sha256=_manifest_sha256(d),
-            train_tokens=ld.train.num_tokens,
-        )
-        for s, d, ld in zip(loader.sources, local_dirs, loader.loaders, strict=True)
-    ]
-    data = {
-        "tokenizer_sha256": tok.sha256,
-        "eos_id": tok.eos_id,
-        "vocab_size": tok.vocab_size,
-        "train_tokens": loader.train_tokens,
-        "sources": sources,
-    }
-    if len(sources) == 1:  # the keys a single-folder checkpoint has always had, for whoever reads them
-        data.update(dir=sources[0]["dir"], manifest_sha256=sources[0]["manifest_sha256"])
-    return data
-
-
-def data_sources(specs: str | Sequence[str]) -> list[dict[str, Any]]:
-    """{dir, weight, manifest_sha256} of each `DIR[:WEIGHT]`, reading only the manifests (remote ones
-    too): what `data_change` compares a checkpoint's data with, without copying any shard."""
-    out = []
-    for source in parse_data(specs):
-        try:
-            sha256 = _manifest_sha256(source.url)
-        except FileNotFoundError:
-            raise UsageError(f"no {MANIFEST_FILE} in {source.url}: is it a tokenmill shard folder?") from None
-        out.append({"dir": storage.normalize(source.url), "weight": source.weight, "manifest_sha256": sha256})
-    return out
-
-
-def _manifest_sha256(folder: str) -> str:
-    return hashlib.sha256(storage.read_bytes(storage.join(folder, MANIFEST_FILE))).hexdigest()
-
-
 def _open_run(out_dir: str, resume: bool, cache_dir: str | None) -> tuple[RunFolder, dict[str, Any] | None]:
     """The run folder, checked against --resume, and its checkpoint when resuming (downloaded if remote)."""
     run = RunFolder(out_dir, cache_dir)
@@ -288,7 +215,7 @@ def pretrain(
     local_dirs = [local_shards(s.url, cache_dir) for s in sources]
     loader = MixtureLoader(sources, local_dirs, cfg.block_size, cfg.batch_size, cfg.seed)
     tok = loader.manifest.tokenizer
-    data_id = _data_identity(local_dirs, loader)
+    data_id = data_identity(local_dirs, loader)
     ckpt_file = run.url_of(CKPT_FILE)
     if ckpt is not None:
         _check_resumable(ckpt, cfg, data_id)

@@ -14,7 +14,8 @@ import torch
 from pipeline.config import UsageError
 from tests.train.conftest import tiny_config
 from train.checkpoint import load_checkpoint
-from train.pretrain import data_change, data_sources, lr_at, pretrain
+from train.data_identity import data_change, data_sources
+from train.pretrain import lr_at, pretrain
 
 
 def rows(run: Path) -> list[dict]:
