@@ -344,21 +344,53 @@ def one_slice(run: TaskRun) -> None:
                 sink.keep(doc)
 
 
-def test_tokenize_packs_a_global_shuffle_into_shards_of_the_target_size(stages, tmp_path):
+@pytest.fixture(scope="module")
+def sliced(stages, tmp_path_factory):
+    """The dedup output as four part files (every 4th document in each)."""
+    out, _ = stages
+    folder = tmp_path_factory.mktemp("sliced") / "docs"
+    dedup_part = part_files(out / "dedup")[0]
+    slices = [TaskInput(f"slice{i}", dedup_part, {"slice": i}) for i in range(4)]
+    assert run_stage(Stage("extract", "1", one_slice, SlicesConfig()), slices, str(folder)).complete
+    return folder
+
+
+def test_tokenizer_trains_on_a_uniform_sample_under_the_byte_budget(sliced, tmp_path):
+    texts = [d.text for f in part_files(sliced) for d in read_documents(f)]
+    corpus = sum(len(t.encode()) for t in texts)
+    runs = [
+        train_tokenizer(
+            str(sliced),
+            str(tmp_path / f"{k}.json"),
+            TokenizerConfig(vocab_size=400, sample_bytes=corpus // 3),
+        )
+        for k in ("a", "b")
+    ]
+    a, b = runs
+    assert 0.25 < a["sample"]["fraction"] < 0.45  # the corpus size comes from the Parquet footers
+    assert corpus / 6 < a["counters"]["bytes_in"] < corpus * 2 / 3
+    assert a["counters"]["docs_in"] < len(texts)
+    assert (a["sha256"], a["counters"]) == (b["sha256"], b["counters"])  # the same sample every time
+    seeded = train_tokenizer(
+        str(sliced),
+        str(tmp_path / "c.json"),
+        TokenizerConfig(vocab_size=400, sample_bytes=corpus // 3, seed=5),
+    )
+    assert seeded["counters"] != a["counters"]
+    everything = train_tokenizer(str(sliced), str(tmp_path / "d.json"), TokenizerConfig(vocab_size=400))
+    assert everything["counters"] == {"docs_in": len(texts), "bytes_in": corpus}
+
+
+def test_tokenize_packs_a_global_shuffle_into_shards_of_the_target_size(stages, sliced, tmp_path):
     """Shards are planned from the corpus, not the input files: about shard_tokens each, every shard mixes
     documents of several inputs, the order is a function of the seed alone, the split of the id alone."""
     out, r = stages
     one = json.loads((out / "shards" / "manifest.json").read_text())
     total = one["totals"]["train"]["num_tokens"]
-    dedup_part = part_files(out / "dedup")[0]
-    slices = [TaskInput(f"slice{i}", dedup_part, {"slice": i}) for i in range(4)]
-    assert run_stage(
-        Stage("extract", "1", one_slice, SlicesConfig()), slices, str(tmp_path / "docs")
-    ).complete
     folders = {}
     for name, seed, fan_in in (("a", 0, 256), ("b", 0, 256), ("c", 7, 256), ("d", 0, 2)):
         tokenize(
-            str(tmp_path / "docs"),
+            str(sliced),
             f"{out}/tok/tokenizer.json",
             str(tmp_path / name),
             TokenizeConfig(val_fraction=0.2, shard_tokens=total // 4, seed=seed, fan_in=fan_in),
@@ -385,7 +417,7 @@ def test_tokenize_packs_a_global_shuffle_into_shards_of_the_target_size(stages, 
     assert order("c") != order("a") and sorted(order("c")) == sorted(order("a"))  # the seed reorders...
     assert sorted(order("c", "val")) == sorted(order("a", "val"))  # ...but never moves a document's split
     # the order is a shuffle across the input files, not file after file
-    slice_of = {d.id: i for i, f in enumerate(part_files(tmp_path / "docs")) for d in read_documents(f)}
+    slice_of = {d.id: i for i, f in enumerate(part_files(sliced)) for d in read_documents(f)}
     for info in train:
         assert (
             len({slice_of[i] for i in read_shard(str(tmp_path / "a" / info["file"])).doc_ids.to_pylist()}) > 1
