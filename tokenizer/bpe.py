@@ -61,10 +61,16 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> 
 
 
 def load_tokenizer(url: str) -> Tokenizer:
-    """A tokenizer.json from a local path or any fsspec URL (s3://...)."""
+    """A tokenizer.json from a local path or any fsspec URL (s3://...); a UsageError if it is not one."""
+    from pipeline.config import UsageError
     from pipeline.storage import read_bytes
 
-    return Tokenizer.from_str(read_bytes(url).decode("utf-8"))
+    try:
+        return Tokenizer.from_str(read_bytes(url).decode("utf-8"))
+    except Exception as e:  # tokenizers raises a bare Exception on a bad file
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise UsageError(f"{url} is not a tokenizers JSON file ({str(e).splitlines()[0][:200]})") from None
 
 
 def eos_id(tokenizer: Tokenizer) -> int:

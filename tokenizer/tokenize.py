@@ -35,7 +35,7 @@ from pipeline.stage import (
 )
 from pipeline.stage_folder import MERGED, read_stage
 from pipeline.stats import Stats
-from tokenizer.bpe import eos_id, load_tokenizer, special_token_ids
+from tokenizer.bpe import EOS_TOKEN, eos_id, load_tokenizer, special_token_ids
 from tokenizer.shards import (
     MANIFEST_FILE,
     SPLITS,
@@ -110,6 +110,10 @@ def tokenize(
         tokenizer_bytes = storage.read_bytes(tokenizer_url)
     except FileNotFoundError:
         raise UsageError(f"no such tokenizer file: {tokenizer_url}") from None
+    if load_tokenizer(tokenizer_url).token_to_id(EOS_TOKEN) is None:
+        raise UsageError(
+            f"{tokenizer_url} has no {EOS_TOKEN} token: train one with `tokenmill train-tokenizer`"
+        )
     docs = read_stage(input_dir)
     inputs = docs.document_inputs()
     if not inputs:

@@ -41,6 +41,7 @@ def test_every_stage_has_help(stage):
         (["extract", "README.md"], "the following arguments are required: --output"),
         (["filter", "no/such/dir", "--output", "x"], "no such document folder: no/such/dir"),
         (["tokenize", "no/such/dir", "--tokenizer", "no.json", "--output", "x"], "no such tokenizer file"),
+        (["tokenize", "x", "--tokenizer", "README.md", "-o", "x"], "README.md is not a tokenizers JSON file"),
         (["train-tokenizer", "x", "--output", "t.json", "--vocab-size", "100"], "at least 262"),
         (["filter", "README.md", "--output", "x"], "README.md is not a tokenmill stage output"),
         (["report", "no/such/run"], "no such folder: no/such/run"),
