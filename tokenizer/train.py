@@ -1,9 +1,10 @@
 """Train the BPE tokenizer on a uniform random sample of a document folder, resumable by fingerprint.
 
-The sample is drawn on Ray, one task per part file: a document is in it when a seeded hash of its id falls
-below `sample_bytes / corpus bytes` (the corpus size read from the Parquet footers), so each document is
-equally likely to be picked whichever file it is in, the same documents are picked on every run, and the
-text the trainer sees is about `sample_bytes` at any corpus size. The trainer consumes the sample as a
+The sample is drawn on Ray, one task per part file read: every document has the same chance,
+`sample_bytes / corpus bytes` (the corpus size read from the Parquet footers), whichever file it is in, the
+same documents are picked on every run (seeded hashes of file names and ids), and the text the trainer sees
+is about `sample_bytes` at any corpus size. Parts are drawn first (plan_sample), so a 9 TB corpus costs
+reading about 16 times the budget, not 9 TB. The trainer consumes the sample as a
 stream (parts in order, a few in flight): its memory grows with the distinct words it counts, not with bytes.
 
 The output is one file (`tokenizer.json`); beside it `tokenizer.stats.json` records what produced it
@@ -39,7 +40,8 @@ from pipeline.stage_folder import read_stage
 from tokenizer.bpe import MIN_VOCAB, eos_id, special_token_ids, train_bpe
 
 VERSION = f"2 tokenizers={version('tokenizers')}"
-SAMPLE_SALT = 0x5A4D  # keeps the sample independent of other seeded hashes of document ids
+SAMPLE_SALT, PART_SALT = 0x5A4D, 0x9A27  # keep the sample independent of other seeded hashes
+PART_OVERSAMPLE, MIN_PARTS = 16, 64  # parts read: 16 times the budget's share, and 64 parts' worth at least
 FOOTERS_PER_TASK = 256
 
 
@@ -106,15 +108,35 @@ def _sampled_texts(
             yield from texts.to_pylist()
 
 
+@dataclass(frozen=True)
+class SamplePlan:
+    parts: list[str]  # the part files read
+    threshold: int | None  # their documents whose id hashes below this are kept (None: all)
+    fraction: float  # every document's chance to be in the sample
+
+
+def plan_sample(parts: list[str], corpus_bytes: int, sample_bytes: int, seed: int) -> SamplePlan:
+    """Two uniform stages: a part is read with chance q and each of its documents kept with p / q, so every
+    document's chance is p = sample_bytes / corpus_bytes, and only about q / p times the budget is read
+    (q = 16 p, or 64 parts' worth), not the corpus. A crawl's WARC files each hold a random slice of it, so
+    drawing files first costs the sample little of its spread."""
+    p = min(1.0, sample_bytes / corpus_bytes) if corpus_bytes else 1.0
+    q = min(1.0, max(PART_OVERSAMPLE * p, MIN_PARTS / max(len(parts), 1)))
+    if q < 1.0:  # parts drawn by a hash of their file name: the same parts wherever the folder lies
+        names = [url.rstrip("/").rsplit("/", 1)[-1] for url in parts]
+        keep = hash_strings(names, seed ^ PART_SALT) < np.uint64(int(q * 2**64))
+        parts = [url for url, k in zip(parts, keep, strict=True) if k]
+    return SamplePlan(parts, None if p / q >= 1.0 else int(p / q * 2**64), p)
+
+
 def _train(parts: list[str], output: str, cfg: TokenizerConfig) -> dict[str, Any]:
     start = time.perf_counter()
     chunks = [parts[i : i + FOOTERS_PER_TASK] for i in range(0, len(parts), FOOTERS_PER_TASK)]
     corpus_bytes = sum(sum(s) for s in ray.get([ray.remote(_footer_text_bytes).remote(c) for c in chunks]))
-    fraction = min(1.0, cfg.sample_bytes / corpus_bytes) if corpus_bytes else 1.0
-    threshold = None if fraction >= 1.0 else int(fraction * 2**64)
+    plan = plan_sample(parts, corpus_bytes, cfg.sample_bytes, cfg.seed)
     counts = {"docs": 0, "bytes": 0}
     tokenizer = train_bpe(
-        _sampled_texts(parts, threshold, cfg.seed, counts), cfg.vocab_size, cfg.min_frequency
+        _sampled_texts(plan.parts, plan.threshold, cfg.seed, counts), cfg.vocab_size, cfg.min_frequency
     )
     data = tokenizer.to_str().encode("utf-8")
     storage.write_bytes(output, data)
@@ -123,7 +145,12 @@ def _train(parts: list[str], output: str, cfg: TokenizerConfig) -> dict[str, Any
         "eos_id": eos_id(tokenizer),
         "special_tokens": special_token_ids(tokenizer),
         "sha256": hashlib.sha256(data).hexdigest(),
-        "sample": {"fraction": round(fraction, 6), "corpus_text_bytes_estimate": corpus_bytes},
+        "sample": {
+            "fraction": round(plan.fraction, 6),
+            "corpus_text_bytes_estimate": corpus_bytes,
+            "parts_read": len(plan.parts),
+            "parts": len(parts),
+        },
         "counters": {"docs_in": counts["docs"], "bytes_in": counts["bytes"]},
         "wall_seconds": round(time.perf_counter() - start, 3),
     }
