@@ -59,6 +59,7 @@ class ShardInfo:
     num_tokens: int
     sha256: str
     bytes: int = 0  # the file's size (0: a manifest written before sizes were recorded)
+    text_bytes: int = 0  # UTF-8 bytes of the documents' text: bits per byte = summed loss / ln 2 / this
 
 
 def write_shard(
@@ -152,10 +153,12 @@ class Manifest:
                 "num_shards": len(shards),
                 "num_docs": sum(s.num_docs for s in shards),
                 "num_tokens": sum(s.num_tokens for s in shards),
+                "text_bytes": sum(s.text_bytes for s in shards),
             }
             for split, shards in self.splits.items()
         }
-        out["all"] = {k: sum(v[k] for v in out.values()) for k in ("num_shards", "num_docs", "num_tokens")}
+        keys = ("num_shards", "num_docs", "num_tokens", "text_bytes")
+        out["all"] = {k: sum(v[k] for v in out.values()) for k in keys}
         return out
 
     def to_json(self) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def encode_part(run: TaskRun) -> None:
     plan: ShardPlan = run.context
     tokenizer = _tokenizer(plan.tokenizer, run.identity["tokenizer_sha256"])
     dtype = token_dtype(tokenizer.get_vocab_size())
-    ids, keys, sections, tokens = [], [], [], []
+    ids, keys, sections, sizes, tokens = [], [], [], [], []
     fs, path = storage.filesystem(run.input)
     with fs.open(path, "rb") as f:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=cfg.batch_docs, columns=["id", "text"]):
@@ -94,7 +94,9 @@ def encode_part(run: TaskRun) -> None:
             if not batch.num_rows:
                 continue
             doc_ids = batch.column("id")
-            run.stats.add("text_bytes", pc.sum(pc.binary_length(batch.column("text"))).as_py())
+            text_bytes = pc.binary_length(batch.column("text")).to_numpy()
+            run.stats.add("text_bytes", int(text_bytes.sum()))
+            sizes.append(text_bytes.astype(np.uint32))
             order = order_keys(doc_ids, cfg.seed)
             ids.append(doc_ids)
             keys.append(order)
@@ -106,7 +108,12 @@ def encode_part(run: TaskRun) -> None:
     if tokens:
         section = np.concatenate(sections)
         by_section = np.argsort(section, kind="stable")
-        columns = [pa.array(np.concatenate(keys)), _large_lists(tokens), pa.concat_arrays(ids)]
+        columns = [
+            pa.array(np.concatenate(keys)),
+            pa.array(np.concatenate(sizes)),
+            _large_lists(tokens),
+            pa.concat_arrays(ids),
+        ]
         table = pa.table(columns, schema=schema).take(by_section)
         bounds = np.searchsorted(section[by_section], np.arange(P + 1))
         for p in range(P):
@@ -117,10 +124,12 @@ def encode_part(run: TaskRun) -> None:
 
 
 def _section_schema(dtype: np.dtype) -> pa.Schema:
-    """A shard's columns plus the order key; 64-bit offsets, as one part file may exceed 2**31 tokens."""
+    """A shard's columns plus the order key and the text's UTF-8 bytes (for bits per byte); 64-bit offsets,
+    as one part file may exceed 2**31 tokens."""
     return pa.schema(
         [
             pa.field("key", pa.uint64(), nullable=False),
+            pa.field("text_bytes", pa.uint32(), nullable=False),
             pa.field("tokens", pa.large_list(pa.from_numpy_dtype(dtype)), nullable=False),
             pa.field("doc_id", pa.string(), nullable=False),
         ]
@@ -200,7 +209,9 @@ def pack_shard(run: TaskRun) -> None:
     info = write_shard(
         run.output(f"{run.key}.arrow"), table.column("tokens").combine_chunks(), table.column("doc_id")
     )
+    info.text_bytes = int(pc.sum(table.column("text_bytes")).as_py())
     run.result["shard"] = dataclasses.asdict(info)
     run.stats.add(f"{split}_docs", info.num_docs)
     run.stats.add(f"{split}_tokens", info.num_tokens)
+    run.stats.add(f"{split}_text_bytes", info.text_bytes)
     run.stats.add("docs_out", info.num_docs)

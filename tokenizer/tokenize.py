@@ -48,7 +48,7 @@ from tokenizer.shards import (
 )
 from tokenizer.shuffle import Sections, ShardPlan, encode_part, pack_shard, regroup
 
-VERSION = f"2 tokenizers={version('tokenizers')}"
+VERSION = f"3 tokenizers={version('tokenizers')}"
 SAMPLED_PARTS, SAMPLED_BYTES = 8, 1 << 17  # what the estimate of the corpus's tokens encodes
 
 

@@ -401,6 +401,10 @@ def test_tokenize_packs_a_global_shuffle_into_shards_of_the_target_size(stages, 
     assert 3 <= len(train) <= 5  # planned from an estimate of the corpus's tokens
     assert all(total / 12 < s["num_tokens"] < total / 1.5 for s in train)
     assert manifest["totals"]["all"]["num_tokens"] == one["totals"]["all"]["num_tokens"]
+    # each shard records its documents' UTF-8 bytes: what bits per byte divides by
+    texts = [d.text for f in part_files(sliced) for d in read_documents(f)]
+    assert manifest["totals"]["all"]["text_bytes"] == sum(len(t.encode()) for t in texts)
+    assert all(s["text_bytes"] > 0 for s in train)
     assert manifest["totals"]["val"]["num_docs"] == one["totals"]["val"]["num_docs"]
 
     def order(name: str, split: str = "train") -> list[str]:

@@ -51,6 +51,7 @@ def test_verify_catches_a_changed_shard(tmp_path):
         "num_shards": 1,
         "num_docs": 2,
         "num_tokens": info.num_tokens,
+        "text_bytes": 0,  # write_shard knows tokens, not text: tokenize's pack task records it
     }
     path = tmp_path / "train-0.arrow"
     data = bytearray(path.read_bytes())
