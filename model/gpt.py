@@ -1,7 +1,9 @@
-"""A GPT-2 style decoder (nanoGPT shape): pre-norm blocks, learned positions, tied input/output embeddings.
+"""A Llama-style decoder: pre-norm RMSNorm blocks, rotary positions, grouped-query attention, SwiGLU.
 
 `GPT.forward(idx, targets, cache)` is the only entry point: training passes targets, generation passes a
-`KVCache` so each new token attends to stored keys/values instead of recomputing the whole prefix.
+`KVCache` so each new token attends to stored keys/values instead of recomputing the whole prefix. The
+conventions are transformers' Llama (RoPE rotating the two halves of each head, RMSNorm in float32 with a
+weight, no biases), so model/hf.py maps the weights one-to-one onto LlamaForCausalLM.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class KVCache:
         device: torch.device | str,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
+        shape = (config.n_layer, batch_size, config.kv_heads, config.block_size, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.pos = 0  # positions filled; advanced by GPT.forward once every layer has stored its part
@@ -45,24 +47,67 @@ class KVCache:
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
-class CausalSelfAttention(nn.Module):
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, computed in float32 (as Llama: bf16 sums of squares lose too much)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+class Rotary(nn.Module):
+    """cos and sin of every position's rotation angles; q and k are rotated by halves (Llama's layout)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        d = config.head_dim
+        inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+        angles = torch.outer(torch.arange(config.block_size, dtype=torch.float32), inv_freq)
+        angles = torch.cat((angles, angles), dim=-1)  # (block_size, head_dim): both halves share a frequency
+        self.register_buffer("cos", angles.cos(), persistent=False)  # recomputed, never checkpointed
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Rotate x (B, heads, T, head_dim) as positions start..start+T."""
+        T = x.size(2)
+        cos, sin = self.cos[start : start + T].to(x.dtype), self.sin[start : start + T].to(x.dtype)
+        half = x.size(-1) // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer  # which slice of a KVCache belongs to this module
-        self.n_head = config.n_head
+        self.n_head, self.n_kv, self.head_dim = config.n_head, config.kv_heads, config.head_dim
         self.dropout = config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
+        # q, k and v in one matmul (faster than three); model/hf.py splits it for Llama
+        self.wqkv = nn.Linear(config.n_embd, (self.n_head + 2 * self.n_kv) * self.head_dim, bias=False)
+        self.wo = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.q_norm = RMSNorm(self.head_dim, config.norm_eps) if config.qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, config.norm_eps) if config.qk_norm else None
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotary: Rotary, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        # (B, T, C) -> (B, n_head, T, head_size): heads become a batch dimension for SDPA
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        past = 0
+        q, k, v = self.wqkv(x).split(
+            [self.n_head * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim], dim=2
+        )
+        # (B, T, heads * head_dim) -> (B, heads, T, head_dim): heads become a batch dimension for SDPA
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        past = cache.pos if cache is not None else 0
+        q, k = rotary(q, past), rotary(k, past)
         if cache is not None:
-            past = cache.pos
             k, v = cache.update(self.layer, k, v)
         # SDPA's is_causal aligns the mask top-left, which is only right when queries and keys start together;
         # one new query may see every cached key; a chunk appended to a cache needs an explicit offset mask.
@@ -76,72 +121,74 @@ class CausalSelfAttention(nn.Module):
             attn_mask=mask,
             is_causal=past == 0 and T > 1,
             dropout_p=self.dropout if self.training else 0.0,
+            enable_gqa=self.n_kv != self.n_head,  # each group of query heads shares one key/value head
         )
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+        return self.wo(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
-class MLP(nn.Module):
+class SwiGLU(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.w_gate = nn.Linear(config.n_embd, config.hidden, bias=False)
+        self.w_up = nn.Linear(config.n_embd, config.hidden, bias=False)
+        self.w_down = nn.Linear(config.hidden, config.n_embd, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
 
 
 class Block(nn.Module):
     def __init__(self, config: GPTConfig, layer: int) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config, layer)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.attn_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.attn = Attention(config, layer)
+        self.mlp_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.mlp = SwiGLU(config)
+        self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache)
-        return x + self.mlp(self.ln_2(x))
+    def forward(self, x: torch.Tensor, rotary: Rotary, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.attn_norm(x), rotary, cache))
+        return x + self.drop(self.mlp(self.mlp_norm(x)))
 
 
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-            )
-        )
+        self.embed = nn.Embedding(config.vocab_size, config.n_embd)
+        self.rotary = Rotary(config)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.norm = RMSNorm(config.n_embd, config.norm_eps)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # Weight tying: the output projection is the token embedding (fewer parameters, trains better).
-        self.transformer.wte.weight = self.lm_head.weight
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
         self.apply(self._init_weights)
-        # GPT-2: scale residual projections by 1/sqrt(2 * n_layer) so the residual stream's variance
-        # does not grow with depth.
+        # GPT-2's rule: the projections into the residual stream get std 0.02 / sqrt(2 * n_layer), so the
+        # stream's variance does not grow with depth.
         for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
+            if name.endswith(("attn.wo.weight", "mlp.w_down.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
+        if isinstance(module, nn.Linear | nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def num_params(self, non_embedding: bool = True) -> int:
-        """Parameter count; position embeddings are excluded by default (token ones are tied to lm_head)."""
+        """Parameters; without the token embedding by default, unless it is also the output projection."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+        if non_embedding and not self.config.tie_embeddings:
+            n -= self.embed.weight.numel()
+        return n
+
+    def flops_per_token(self, context: int | None = None) -> int:
+        """Training FLOPs per token (forward + backward): 6 per weight of a matmul plus attention's
+        12 * layers * width * context (the PaLM appendix's estimate, as nanoGPT's MFU uses)."""
+        cfg = self.config
+        weights = sum(p.numel() for n, p in self.named_parameters() if p.dim() == 2 and n != "embed.weight")
+        if cfg.tie_embeddings:  # the shared matrix is a lookup going in and a matmul coming out
+            weights += self.lm_head.weight.numel()
+        return 6 * weights + 12 * cfg.n_layer * cfg.n_embd * (context or cfg.block_size)
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
@@ -152,21 +199,20 @@ class GPT(nn.Module):
         ignored). Without: logits of the last position only (B, 1, vocab), all that sampling needs.
         With a cache, idx holds only the new tokens; they sit at positions cache.pos onwards.
         """
-        B, T = idx.size()
+        T = idx.size(1)
         start = cache.pos if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
-            x = block(x, cache)
+        x = self.embed(idx)
+        for block in self.blocks:
+            x = block(x, self.rotary, cache)
         if cache is not None:
             cache.pos += T
-        x = self.transformer.ln_f(x)
+        x = self.norm(x)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
     def configure_optimizer(
@@ -176,7 +222,7 @@ class GPT(nn.Module):
         betas: tuple[float, float] = (0.9, 0.95),
         device_type: str = "cpu",
     ) -> torch.optim.AdamW:
-        """AdamW that decays matrices (weights, embeddings) but not biases and LayerNorm gains."""
+        """AdamW that decays matrices (weights, embeddings) but not norm gains."""
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},

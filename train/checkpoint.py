@@ -16,7 +16,7 @@ from pipeline.config import UsageError
 
 CKPT_FILE = "ckpt.pt"
 CKPT_FORMAT = "tokenmill-ckpt"
-CKPT_VERSION = 1
+CKPT_VERSION = 2  # 2: the Llama-style model (1 was GPT-2 shaped: its weights do not load)
 
 
 def checkpoint_path(run_dir: str) -> str:
@@ -41,6 +41,11 @@ def load_checkpoint(path: str) -> dict[str, Any]:
         raise UsageError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise UsageError(f"{path} is not a tokenmill checkpoint")
+    if ckpt.get("version") == 1:
+        raise UsageError(
+            f"{path} holds a GPT-2 shaped model from an older tokenmill; the model is now Llama-style "
+            "(RMSNorm, RoPE, SwiGLU): start a new run"
+        )
     if ckpt.get("version") != CKPT_VERSION:
         raise UsageError(
             f"{path}: checkpoint version {ckpt.get('version')} is not supported (want {CKPT_VERSION})"

@@ -11,7 +11,19 @@ from pipeline.config import UsageError, from_table, read_toml
 from train.loader import parse_data_spec
 
 # Model shape fields: they must match a checkpoint to resume it. vocab_size comes from the shard manifest.
-MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
+MODEL_KEYS = (
+    "n_layer",
+    "n_head",
+    "n_kv_head",
+    "n_embd",
+    "ffn_hidden",
+    "block_size",
+    "rope_theta",
+    "norm_eps",
+    "tie_embeddings",
+    "qk_norm",
+    "dropout",
+)
 
 
 @dataclass
@@ -20,10 +32,15 @@ class PretrainConfig:
     # model
     n_layer: int = 4
     n_head: int = 4
+    n_kv_head: int = 0  # grouped-query attention: key/value heads (0: n_head)
     n_embd: int = 128
+    ffn_hidden: int = 0  # SwiGLU width (0: 8/3 n_embd, rounded up to 64)
     block_size: int = 128
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    qk_norm: bool = False
     dropout: float = 0.0
-    bias: bool = True
     # optimisation
     batch_size: int = 16
     grad_accum: int = 1  # micro-batches per step: a bigger effective batch without the memory

@@ -28,8 +28,8 @@ def test_defaults_are_the_tiny_demo_config() -> None:
 
 
 def test_tables_override_defaults_and_base() -> None:
-    cfg = pretrain_config_from_tables({"n_layer": 2, "bias": False}, {"lr": 3, "compile": False})
-    assert (cfg.n_layer, cfg.bias, cfg.lr, cfg.compile) == (2, False, 3.0, False)
+    cfg = pretrain_config_from_tables({"n_layer": 2, "qk_norm": True}, {"lr": 3, "compile": False})
+    assert (cfg.n_layer, cfg.qk_norm, cfg.lr, cfg.compile) == (2, True, 3.0, False)
     assert isinstance(cfg.lr, float)
     base = PretrainConfig(batch_size=7)
     assert config_from_dict({"max_steps": 9}, base).batch_size == 7  # flat keys work too
@@ -44,7 +44,7 @@ def test_tables_override_defaults_and_base() -> None:
         ({"optimizer": {}}, r"\[top level\] has unknown key\(s\) optimizer;"),
         ({"model": 3}, r"\[model\] must be a table"),
         ({"pretrain": {"max_steps": "10"}}, r"\[pretrain\] max_steps must be int, got str '10'"),
-        ({"model": {"bias": 1}}, r"\[model\] bias must be bool"),
+        ({"model": {"qk_norm": 1}}, r"\[model\] qk_norm must be bool"),
         ({"pretrain": {"batch_size": True}}, r"\[pretrain\] batch_size must be int"),
         ({"pretrain": {"lr_decay_steps": 1.5}}, "lr_decay_steps must be int"),
     ],
