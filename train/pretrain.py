@@ -13,7 +13,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -86,7 +88,12 @@ def evaluate(
     autocast: contextlib.AbstractContextManager,
 ) -> dict[str, float]:
     """`val_loss`: the weighted mean of each source's mean loss over its fixed val windows; with several
-    sources also `val_loss/<name>` per source. Empty when no source has a val split to speak of."""
+    sources also `val_loss/<name>` per source. Empty when no source has a val split to speak of.
+
+    `val_bpb`, bits per byte, comparable across vocabularies: the mean loss times the split's tokens per
+    byte of text (manifest text_bytes), over ln 2; an estimate from the windows evaluated, as val_loss is.
+    Only for a single source whose manifest counts text bytes.
+    """
     model.eval()
     per_source: list[tuple[DataSource, float]] = []
     for source, shard_loader in loader.val_sources():
@@ -104,6 +111,10 @@ def evaluate(
     out = {"val_loss": sum(s.weight * loss for s, loss in per_source) / total}
     if len(loader.sources) > 1:
         out.update({f"val_loss/{s.name}": loss for s, loss in per_source})
+    else:
+        val = loader.loaders[0].manifest.totals()["val"]
+        if val["text_bytes"]:
+            out["val_bpb"] = out["val_loss"] * val["num_tokens"] / val["text_bytes"] / math.log(2)
     return out
 
 
@@ -137,6 +148,25 @@ def _check_resumable(ckpt: dict[str, Any], cfg: PretrainConfig, data: dict[str, 
     for key, value in saved.items():
         if key in cfg.to_dict() and cfg.to_dict()[key] != value:
             log.info("resume: %s changed from %r to %r", key, value, cfg.to_dict()[key])
+
+
+class _StopOnSignal:
+    """SIGTERM (a scheduler's preemption, `kill`) asks the loop to save a checkpoint and leave after the step
+    it is in, instead of dying mid-step and losing everything since the last checkpoint."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+            self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.signal = signum
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
 
 
 def _keep_metrics_until(path: str, step: int) -> None:
@@ -265,6 +295,8 @@ def pretrain(
         }
 
     tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum
+    flops_per_token = model.flops_per_token(cfg.block_size)
+    stop = _StopOnSignal()
     t_start = t_log = time.perf_counter()
     train_time, steps_since_log, start_step = 0.0, 0, step
     bar = tqdm(
@@ -277,57 +309,73 @@ def pretrain(
         dynamic_ncols=True,
         mininterval=0.5 if sys.stderr.isatty() else 30,  # a log file gets a line every 30 s
     )
-    model.train()
-    with open(metrics_file, "a" if resume else "w") as metrics:
-        while step < cfg.max_steps:
-            lr = lr_at(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(cfg.grad_accum):
-                x, y = loader.train_batch(step, micro)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with autocast:
-                    _, loss = train_model(x, y)
-                (loss / cfg.grad_accum).backward()
-                loss_sum += loss.detach()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            steps_since_log += 1
-            bar.update(1)
+    try:
+        model.train()
+        with open(metrics_file, "a" if resume else "w") as metrics:
+            while step < cfg.max_steps:
+                lr = lr_at(step, cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss_sum = torch.zeros((), device=device)
+                for micro in range(cfg.grad_accum):
+                    x, y = loader.train_batch(step, micro)
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    with autocast:
+                        _, loss = train_model(x, y)
+                    (loss / cfg.grad_accum).backward()
+                    loss_sum += loss.detach()
+                # the norm is logged either way; with grad_clip 0 nothing is clipped (max_norm = inf)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                steps_since_log += 1
+                bar.update(1)
 
-            is_last = step == cfg.max_steps
-            do_eval = step % cfg.eval_interval == 0 or is_last
-            if step % cfg.log_interval == 0 or do_eval:
-                last["loss"] = loss_sum.item() / cfg.grad_accum  # .item() syncs the GPU: timing is honest
-                now = time.perf_counter()
-                train_time += now - t_log
-                row = {
-                    "step": step,
-                    "loss": round(last["loss"], 6),
-                    "lr": lr,
-                    "tokens_per_s": round(steps_since_log * tokens_per_step / (now - t_log), 1),
-                }
-                if do_eval and loader.has_val:
-                    val = evaluate(train_model, loader, cfg.eval_steps, device, autocast)
-                    last["val_loss"] = val["val_loss"]
-                    last["val_losses"] = {k.split("/", 1)[1]: v for k, v in val.items() if "/" in k}
-                    row.update({k: round(v, 6) for k, v in val.items()})
-                row["elapsed_s"] = round(elapsed_before + time.perf_counter() - t_start, 2)
-                metrics.write(json.dumps(row) + "\n")
-                metrics.flush()
-                bar.set_postfix(
-                    {k: row[k] for k in ("loss", "val_loss", "tokens_per_s") if k in row}, refresh=False
-                )
-                t_log, steps_since_log = time.perf_counter(), 0  # eval time is not training time
-            if step % cfg.checkpoint_interval == 0 or is_last:
-                t_save = time.perf_counter()
-                save_checkpoint(run.file(CKPT_FILE), state())
-                run.push(*RUN_FILES)
-                t_log += time.perf_counter() - t_save  # nor is writing (and uploading) the checkpoint
+                is_last = step == cfg.max_steps
+                do_eval = step % cfg.eval_interval == 0 or is_last
+                if step % cfg.log_interval == 0 or do_eval:
+                    last["loss"] = loss_sum.item() / cfg.grad_accum  # .item() syncs the GPU: timing is honest
+                    now = time.perf_counter()
+                    train_time += now - t_log
+                    tokens_per_s = steps_since_log * tokens_per_step / (now - t_log)
+                    row = {
+                        "step": step,
+                        "loss": round(last["loss"], 6),
+                        "lr": lr,
+                        "grad_norm": round(grad_norm.item(), 6),
+                        "tokens_per_s": round(tokens_per_s, 1),
+                        "tflops": round(tokens_per_s * flops_per_token / 1e12, 4),  # achieved, model FLOPs
+                    }
+                    if do_eval and loader.has_val:
+                        val = evaluate(train_model, loader, cfg.eval_steps, device, autocast)
+                        last["val_loss"] = val["val_loss"]
+                        last["val_losses"] = {k.split("/", 1)[1]: v for k, v in val.items() if "/" in k}
+                        row.update({k: round(v, 6) for k, v in val.items()})
+                    row["elapsed_s"] = round(elapsed_before + time.perf_counter() - t_start, 2)
+                    metrics.write(json.dumps(row) + "\n")
+                    metrics.flush()
+                    bar.set_postfix(
+                        {k: row[k] for k in ("loss", "val_loss", "tokens_per_s") if k in row}, refresh=False
+                    )
+                    t_log, steps_since_log = time.perf_counter(), 0  # eval time is not training time
+                if stop.signal is not None:
+                    is_last = True  # save now and leave: a scheduler's SIGTERM gives a few seconds
+                if step % cfg.checkpoint_interval == 0 or is_last:
+                    t_save = time.perf_counter()
+                    save_checkpoint(run.file(CKPT_FILE), state())
+                    run.push(*RUN_FILES)
+                    t_log += time.perf_counter() - t_save  # nor is writing (and uploading) the checkpoint
+                if stop.signal is not None:
+                    log.warning(
+                        "stopped by signal %d at step %d: %s saved; --resume continues",
+                        stop.signal,
+                        step,
+                        ckpt_file,
+                    )
+                    break
+    finally:
+        stop.restore()
     bar.close()
 
     if step == start_step:
@@ -350,6 +398,7 @@ def pretrain(
             {"name": s["name"], "dir": s["dir"], "weight": s["weight"], "train_tokens": s["train_tokens"]}
             for s in data_id["sources"]
         ],
+        "stopped_by_signal": stop.signal,
         "device": str(device),
         "dtype": str(dtype).replace("torch.", ""),
     }

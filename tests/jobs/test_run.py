@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -42,7 +43,11 @@ def test_report_json_chains_stage_counts(run_dir):
     assert stages["pretrain"]["steps"] == 12
     assert set(report["stage_wall_seconds"]) >= {"extract", "filter", "dedup", "tokenize", "pretrain"}
     rows = [json.loads(line) for line in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]
-    assert {"step", "loss", "lr", "tokens_per_s"} <= set(rows[-1])
+    assert {"step", "loss", "lr", "grad_norm", "tokens_per_s", "tflops"} <= set(rows[-1])
+    # bits per byte: val loss in bits, spread over the val split's text bytes (from the manifest)
+    val = json.loads((out / "shards" / "manifest.json").read_text())["totals"]["val"]
+    expected = rows[-1]["val_loss"] * val["num_tokens"] / val["text_bytes"] / math.log(2)
+    assert rows[-1]["val_bpb"] == pytest.approx(expected, rel=1e-4)
 
 
 def test_report_of_the_run_reads_its_documents_and_shards(run_dir, tmp_path):

@@ -164,3 +164,46 @@ def test_mixture_mistakes_are_one_line(
     assert "different tokenizers" in one_line_error(capsys, "tokenmill pretrain")
     assert pretrain_main(["--data", f"{tmp_path}/nope:0.5", *run]) == 2
     assert f"shard folder {tmp_path}/nope does not exist" in one_line_error(capsys, "tokenmill pretrain")
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path: Path, shard_dir: Path) -> None:
+    """A preempted run (SIGTERM) saves where it is and exits cleanly; --resume takes it to the end."""
+    import signal
+    import time
+
+    import torch
+
+    run = tmp_path / "run"
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "[model]\nn_layer = 1\nn_head = 2\nn_embd = 32\nblock_size = 32\n[pretrain]\nbatch_size = 2\n"
+        "log_interval = 1\ncheckpoint_interval = 100000\neval_interval = 100000\ncompile = false\n"
+    )
+    common = ["--data", str(shard_dir), "--output", str(run), "--config", str(config)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.pretrain", *common, "--max-steps", "100000"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 5):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopped by signal" in err
+    step = torch.load(run / "ckpt.pt", weights_only=True)["step"]
+    assert 5 <= step < 100000  # saved where it stopped, not at a checkpoint interval
+    assert json.loads(metrics.read_text().splitlines()[-1])["step"] == step
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.pretrain", *common, "--max-steps", str(step + 3), "--resume"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert torch.load(run / "ckpt.pt", weights_only=True)["step"] == step + 3
