@@ -21,8 +21,10 @@ SHARED_FS_ENV = "TOKENMILL_SHARED_FS"  # "1": local paths are on a filesystem ev
 FORWARDED_ENV_PREFIXES = ("AWS_", "FSSPEC_", "S3FS_", "TOKENMILL_")
 
 
-def init_ray() -> None:
-    """Connect to the cluster named by RAY_ADDRESS (as `ray job submit` sets it) or start a local Ray."""
+def init_ray(dashboard: bool = False) -> None:
+    """Connect to the cluster named by RAY_ADDRESS (as `ray job submit` sets it) or start a local Ray, with
+    its dashboard (on 127.0.0.1) when asked: Ray Train's controller watches its workers through the state
+    API the dashboard serves."""
     if ray.is_initialized():
         return
     if address := os.environ.get("RAY_ADDRESS"):
@@ -35,11 +37,16 @@ def init_ray() -> None:
             ) from None
     else:
         # Explicitly local (not Ray's auto-detect): without RAY_ADDRESS a command never joins a cluster it was
-        # not pointed at. The dashboard is not needed to run tasks.
+        # not pointed at. The dashboard is not needed to run tasks (Ray Train needs it).
         # Ray says at every local start that token authentication is on; for a private local Ray that is
         # noise, not news (the token protects it either way).
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        ray.init(address="local", include_dashboard=False, logging_level="WARNING")
+        ray.init(
+            address="local",
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            logging_level="WARNING",
+        )
 
 
 def forwarded_env() -> dict[str, str]:

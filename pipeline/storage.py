@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -209,6 +210,18 @@ def remove_tree(url: str) -> None:
     fs, path = filesystem(url)
     if fs.exists(path):
         fs.rm(path, recursive=True)
+
+
+def copy(src_url: str, dst_url: str) -> None:
+    """Copy a file within one filesystem (on an object store a server-side copy: nothing is downloaded);
+    the destination appears whole."""
+    fs, src = filesystem(src_url)
+    _, dst = filesystem(dst_url)
+    if isinstance(fs, LocalFileSystem):
+        with open(src, "rb") as f, atomic_write(dst_url) as out:
+            shutil.copyfileobj(f, out, 1 << 20)
+        return
+    fs.copy(src, dst)
 
 
 def download(url: str, local_path: str) -> None:

@@ -56,10 +56,13 @@ class PretrainConfig:
     eval_steps: int = 10
     log_interval: int = 10
     checkpoint_interval: int = 100
+    keep_checkpoints: int = 2  # numbered ckpt-STEP.pt kept beside ckpt.pt (the latest); 0: ckpt.pt only
     seed: int = 1337
     device: str = "auto"  # auto = cuda if available, else cpu
     dtype: str = "auto"  # auto = bfloat16 autocast on CUDA, float32 elsewhere
     compile: str | bool = "auto"  # auto = torch.compile on CUDA only
+    strategy: str = "ddp"  # with several processes: ddp (replicated) or fsdp (FSDP2, sharded weights)
+    peak_tflops: float = 0.0  # one device's peak, for the MFU column; 0: known GPUs' bf16 peak, none on CPU
     # data: shard folders as "DIR[:WEIGHT]" (`--data`); several make a weighted mixture. Empty: --data only
     # (`tokenmill run` trains on its own shards unless [pretrain] data is given).
     data: tuple[str, ...] = ()
@@ -87,7 +90,7 @@ class PretrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip"):
+        for name in ("lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr_decay_steps is not None and self.lr_decay_steps <= self.warmup_steps:
@@ -98,6 +101,10 @@ class PretrainConfig:
             raise UsageError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise UsageError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+        if self.strategy not in ("ddp", "fsdp"):
+            raise UsageError(f"strategy must be ddp or fsdp, got {self.strategy!r}")
+        if self.peak_tflops < 0:
+            raise UsageError(f"peak_tflops must be >= 0, got {self.peak_tflops}")
         if self.compile not in ("auto", True, False):
             raise UsageError(f"compile must be auto, true or false, got {self.compile!r}")
         for spec in self.data:

@@ -188,3 +188,32 @@ class RunFolder:
                 "local": self._local_version(name),
             }
         storage.write_json(self._sources_path, sources)
+
+    def names(self) -> set[str]:
+        """The files of the run folder: remote ones and staged ones (a remote folder may lag its stage)."""
+        names = set(os.listdir(self.local)) if os.path.isdir(self.local) else set()
+        if self.remote:
+            names |= {rel for rel in storage.list_tree(self.url) if "/" not in rel}
+        return names - {SOURCES_FILE}
+
+    def copy(self, src: str, dst: str) -> None:
+        """Make remote `dst` a copy of the already pushed `src` (server-side: no second upload)."""
+        if not self.remote:
+            return
+        storage.copy(self.url_of(src), self.url_of(dst))
+        sources = _read_json(self._sources_path)
+        sources[dst] = {
+            "remote": storage.info(self.url_of(dst)).identity(),
+            "local": self._local_version(dst),
+        }
+        storage.write_json(self._sources_path, sources)
+
+    def remove(self, *names: str) -> None:
+        """Delete `names` here and, for a remote folder, there."""
+        for name in names:
+            if os.path.exists(self.file(name)):
+                os.remove(self.file(name))
+        if self.remote and names:
+            storage.remove([self.url_of(n) for n in names])
+            sources = _read_json(self._sources_path)
+            storage.write_json(self._sources_path, {k: v for k, v in sources.items() if k not in names})

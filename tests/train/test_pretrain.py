@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,25 @@ def test_run_folder_holds_everything_generate_and_resume_need(trained_run: Path,
     manifest = json.loads((shard_dir / "manifest.json").read_text())
     assert ckpt["data"]["tokenizer_sha256"] == manifest["tokenizer"]["sha256"]
     assert ckpt["data"]["dir"] == os.path.abspath(shard_dir)
-    assert sorted(p.name for p in trained_run.iterdir()) == ["ckpt.pt", "metrics.jsonl", "tokenizer.json"]
+    names = ["ckpt-0000190.pt", "ckpt-0000200.pt", "ckpt.pt", "metrics.jsonl", "tokenizer.json"]
+    assert sorted(p.name for p in trained_run.iterdir()) == names
+    # the latest checkpoint is ckpt.pt: one file under two names, not two copies
+    assert (trained_run / "ckpt.pt").samefile(trained_run / "ckpt-0000200.pt")
+
+
+def test_keeps_the_last_n_checkpoints(tmp_path: Path, shard_dir: Path) -> None:
+    cfg = tiny_config(max_steps=20, checkpoint_interval=5, keep_checkpoints=3)
+    pretrain(str(shard_dir), str(tmp_path / "r"), cfg, progress=False)
+    kept = sorted(p.name for p in (tmp_path / "r").glob("ckpt*.pt"))
+    assert kept == ["ckpt-0000010.pt", "ckpt-0000015.pt", "ckpt-0000020.pt", "ckpt.pt"]
+    assert [load_checkpoint(str(tmp_path / "r" / n))["step"] for n in kept] == [10, 15, 20, 20]
+    # resumed from an earlier checkpoint, the run abandons the later ones it had written
+    os.replace(tmp_path / "r" / "ckpt-0000010.pt", tmp_path / "r" / "ckpt.pt")
+    pretrain(str(shard_dir), str(tmp_path / "r"), replace(cfg, max_steps=15), resume=True, progress=False)
+    assert sorted(p.name for p in (tmp_path / "r").glob("ckpt*.pt")) == ["ckpt-0000015.pt", "ckpt.pt"]
+    only = tiny_config(max_steps=10, checkpoint_interval=5, keep_checkpoints=0)
+    pretrain(str(shard_dir), str(tmp_path / "only"), only, progress=False)
+    assert [p.name for p in (tmp_path / "only").glob("ckpt*.pt")] == ["ckpt.pt"]
 
 
 def test_existing_checkpoint_is_not_overwritten(trained_run: Path, shard_dir: Path) -> None:
@@ -55,8 +74,11 @@ def test_existing_checkpoint_is_not_overwritten(trained_run: Path, shard_dir: Pa
 
 
 def test_resume_continues_exactly(tmp_path: Path, shard_dir: Path) -> None:
-    # Dropout on, so the restored torch RNG matters too. The cosine ends at step 20 in both runs.
-    cfg = tiny_config(max_steps=20, lr_decay_steps=20, dropout=0.1, checkpoint_interval=5)
+    # Dropout on, so the restored torch RNG matters too. The cosine ends at step 20 in both runs; every
+    # step is logged, so the two runs are compared at every step.
+    cfg = tiny_config(
+        max_steps=20, lr_decay_steps=20, dropout=0.1, checkpoint_interval=5, log_interval=1, eval_interval=5
+    )
     full = pretrain(str(shard_dir), str(tmp_path / "full"), cfg, progress=False)
     pretrain(
         str(shard_dir),

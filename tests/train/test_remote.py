@@ -86,7 +86,8 @@ def test_pretrain_s3_to_s3_resumes_exactly_and_generates(
         s3_shards, run_url, tiny_config(**{**cfg.to_dict(), "max_steps": 8}), progress=False, cache_dir=cache
     )
     assert first["checkpoint"] == f"{run_url}/ckpt.pt" and first["step"] == 8
-    assert sorted(storage.list_tree(run_url)) == ["ckpt.pt", "metrics.jsonl", "tokenizer.json"]
+    names = ["ckpt-0000004.pt", "ckpt-0000008.pt", "ckpt.pt", "metrics.jsonl", "tokenizer.json"]
+    assert sorted(storage.list_tree(run_url)) == names
     with pytest.raises(UsageError, match="--resume"):
         pretrain(s3_shards, run_url, cfg, progress=False, cache_dir=cache)
 
@@ -99,6 +100,14 @@ def test_pretrain_s3_to_s3_resumes_exactly_and_generates(
     assert split["loss"] == pytest.approx(full["loss"], rel=1e-5)
     assert split["val_loss"] == pytest.approx(full["val_loss"], rel=1e-5)
 
+    # the last two numbered checkpoints stay, ckpt.pt is the newest (copied on the server, not uploaded)
+    assert sorted(n for n in storage.list_tree(run_url) if n.startswith("ckpt")) == [
+        "ckpt-0000008.pt",
+        "ckpt-0000012.pt",
+        "ckpt.pt",
+    ]
+    tree = storage.list_tree(run_url)
+    assert tree["ckpt.pt"].size == tree["ckpt-0000012.pt"].size
     staged = RunFolder(run_url, str(tmp_path / "check"))
     assert staged.pull("ckpt.pt", "metrics.jsonl", "tokenizer.json") == []
     ckpt = load_checkpoint(staged.file("ckpt.pt"))
