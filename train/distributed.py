@@ -26,7 +26,8 @@ import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_state_dict,
-    set_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
 )
 
 from pipeline.config import UsageError
@@ -161,6 +162,6 @@ def load_full_state(
     distributed only rank 0 passes the state; it is broadcast and each process keeps its shard."""
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=world.distributed)
     model_state, optim_state = state if state is not None else ({}, {})
-    set_state_dict(
-        model, optimizer, model_state_dict=model_state, optim_state_dict=optim_state, options=options
-    )
+    # two calls, not set_state_dict: given an empty model state (ranks > 0) it skips the model's broadcast
+    set_model_state_dict(model, model_state, options=options)
+    set_optimizer_state_dict(model, optimizer, optim_state, options=options)
