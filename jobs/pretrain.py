@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from jobs.common import run_cli
 from pipeline import storage
 from train.checkpoint import CKPT_FILE
-from train.config import config_from_dict, load_config_file
+from train.config import config_from_dict, load_config_file, with_depth
 from train.pretrain import PretrainConfig, pretrain, resume_config
 
 # CLI flag -> PretrainConfig field; each overrides the checkpoint's and the --config file's value.
@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="total optimizer steps (raise it with --resume to extend a run)",
     )
     p.add_argument("--seed", type=int, metavar="S", help="seed for the initial weights and the batch order")
+    p.add_argument(
+        "--depth",
+        type=int,
+        metavar="D",
+        help="the size in one knob: D blocks of width 64·D, heads of 128 (nanochat's rule; 12 is ~124M "
+        "parameters with a 50k vocabulary); --n-layer/--n-head/--n-embd given too win",
+    )
     p.add_argument("--n-layer", type=int, metavar="N", help="transformer blocks")
     p.add_argument("--n-head", type=int, metavar="N", help="attention heads per block (must divide --n-embd)")
     p.add_argument("--n-embd", type=int, metavar="N", help="embedding width")
@@ -159,6 +166,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = resume_config(args.output, args.cache_dir) if resuming else PretrainConfig()
     if args.config:
         cfg = load_config_file(args.config, cfg)
+    if args.depth is not None:
+        cfg = with_depth(cfg, args.depth)
     cfg = config_from_dict({k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}, cfg)
     if args.num_workers:
         from train.ray_train import pretrain_on_ray

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from model import GPTConfig
@@ -114,6 +114,14 @@ class PretrainConfig:
         except ValueError as e:
             raise UsageError(str(e)) from None
         return self
+
+
+def with_depth(cfg: PretrainConfig, depth: int) -> PretrainConfig:
+    """cfg with the model shape GPTConfig.from_depth derives from one number."""
+    if depth < 1:
+        raise UsageError(f"depth must be >= 1, got {depth}")
+    shape = GPTConfig.from_depth(depth, vocab_size=1, block_size=cfg.block_size)
+    return replace(cfg, n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head, n_kv_head=0)
 
 
 def config_from_dict(data: Mapping[str, Any], base: PretrainConfig | None = None) -> PretrainConfig:

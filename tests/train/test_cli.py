@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from jobs.generate import main as generate_main
 from jobs.pretrain import build_parser
@@ -59,6 +60,13 @@ def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         "--batch-size",
         "--lr",
         "--device",
+        "--depth",
+        "--grad-accum",
+        "--dtype",
+        "--compile",
+        "--strategy",
+        "--keep-checkpoints",
+        "--num-workers",
     ):
         assert flag in text
 
@@ -207,3 +215,13 @@ def test_sigterm_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path: Path, 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert torch.load(run / "ckpt.pt", weights_only=True)["step"] == step + 3
+
+
+def test_depth_derives_the_shape_and_explicit_flags_win(tmp_path: Path, shard_dir: Path) -> None:
+    common = ["--data", str(shard_dir), "--max-steps", "1", "--block-size", "16", "--batch-size", "2"]
+    assert pretrain_main([*common, "--output", str(tmp_path / "a"), "--depth", "2"]) == 0
+    shape = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)["model_config"]
+    assert (shape["n_layer"], shape["n_embd"], shape["n_head"]) == (2, 128, 1)
+    assert pretrain_main([*common, "--output", str(tmp_path / "b"), "--depth", "2", "--n-layer", "1"]) == 0
+    shape = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["model_config"]
+    assert (shape["n_layer"], shape["n_embd"]) == (1, 128)

@@ -225,3 +225,12 @@ def test_data_change_reads_checkpoints_from_before_mixtures(shard_dir: Path, sha
     assert data_change(legacy, now) is None  # moved, same manifest: the same data
     assert "another manifest.json" in data_change({**legacy, "manifest_sha256": "0" * 64}, now)
     assert "mixture" in data_change(legacy, data_sources([str(shard_dir), str(shard_dir_b)]))
+
+
+def test_mfu_is_logged_against_the_given_peak(tmp_path: Path, shard_dir: Path) -> None:
+    cfg = tiny_config(max_steps=4, log_interval=2, peak_tflops=0.5)
+    pretrain(str(shard_dir), str(tmp_path / "r"), cfg, progress=False)
+    for row in rows(tmp_path / "r"):
+        assert row["mfu"] == pytest.approx(row["tflops"] / 0.5, abs=2e-4)  # both rounded to 4 places
+    pretrain(str(shard_dir), str(tmp_path / "cpu"), tiny_config(max_steps=2, log_interval=1), progress=False)
+    assert all("mfu" not in row for row in rows(tmp_path / "cpu"))  # no known peak for a CPU
