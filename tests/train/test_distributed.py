@@ -172,3 +172,45 @@ def test_ray_job_submit_trains_with_two_ray_train_workers(
 def test_in_process_loop_is_world_size_one(tmp_path: Path, shard_dir: Path) -> None:
     summary = pretrain(str(shard_dir), str(tmp_path / "r"), tiny_config(max_steps=2), progress=False)
     assert summary["world_size"] == 1 and summary["strategy"] is None
+
+
+def test_sigterm_to_torchrun_stops_every_process_at_one_step_and_saves(
+    tmp_path: Path, shard_dir: Path
+) -> None:
+    """torchrun passes SIGTERM on; the processes agree on the step to stop at and rank 0 saves it."""
+    import signal
+
+    run = tmp_path / "run"
+    cmd = [TORCHRUN, "--nproc-per-node=2", "--master-addr=127.0.0.1", f"--master-port={_free_port()}"]
+    args = [*FLAGS, "--checkpoint-interval", "100000", "--eval-interval", "100000"]
+    proc = subprocess.Popen(
+        [
+            *cmd,
+            "-m",
+            "jobs.pretrain",
+            *args,
+            "--data",
+            str(shard_dir),
+            "--output",
+            str(run),
+            "--max-steps",
+            "100000",
+        ],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 5):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert "stopped by signal 15 at step" in err  # rank 0's note (torchrun itself then exits non-zero)
+    step = load_checkpoint(str(run))["step"]
+    assert 5 <= step < 100000
+    assert json.loads(metrics.read_text().splitlines()[-1])["step"] == step
+    done = torchrun("--data", str(shard_dir), "--output", str(run), "--max-steps", str(step + 2), "--resume")
+    assert f"pretrain: step {step + 2}" in done.stdout
