@@ -1,4 +1,5 @@
-"""tokenmill generate: continue a prompt with a pretrained checkpoint; prints only the generated text."""
+"""tokenmill generate: continue a prompt with a pretrained checkpoint; prints only the generated text, piece
+by piece as it is sampled."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 
 from jobs.common import run_cli
-from train.generate import generate_text
+from train.generate import stream_text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         required=True,
         metavar="RUN",
-        help="pretrain run folder (holds ckpt.pt and tokenizer.json), or the ckpt.pt inside it; "
+        help="pretrain run folder (holds ckpt.pt and tokenizer.json), or a checkpoint file inside it "
+        "(ckpt.pt, or an older ckpt-STEP.pt of a local run); "
         "a path or a URL (s3://...: its files are downloaded to the cache)",
     )
     p.add_argument("--prompt", required=True, metavar="TEXT", help="text to continue (may be empty)")
@@ -44,7 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="sample only from the K likeliest tokens; 0 = no limit (default: 200)",
     )
-    p.add_argument("--seed", type=int, default=1337, metavar="S", help="sampling seed (default: 1337)")
+    p.add_argument(
+        "--top-p",
+        type=float,
+        default=1.0,
+        metavar="P",
+        help="nucleus sampling: keep the fewest likeliest tokens whose probability adds up to P, in (0, 1], "
+        "applied after --top-k (default: 1.0 = off)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=1337,
+        metavar="S",
+        help="sampling seed: same seed, same text (default: 1337)",
+    )
     p.add_argument("--device", default="auto", metavar="DEV", help="auto (cuda if available), cpu or cuda")
     p.add_argument(
         "--cache-dir",
@@ -56,17 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    text = generate_text(
+    pieces = stream_text(
         args.checkpoint,
         args.prompt,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         top_k=args.top_k,
+        top_p=args.top_p,
         seed=args.seed,
         device=args.device,
         cache_dir=args.cache_dir,
     )
-    print(text)
+    for piece in pieces:  # as they are sampled: a reader sees the text grow
+        print(piece, end="", flush=True)
+    print()
     return 0
 
 
