@@ -18,6 +18,7 @@ COMMANDS = {
     "report": ("jobs.report", "a whole-run report: summary, report.json and report.html with plots"),
     "pretrain": ("jobs.pretrain", "pretrain the GPT on a shard folder"),
     "generate": ("jobs.generate", "sample text from a pretrained checkpoint"),
+    "eval": ("jobs.eval", "a checkpoint's loss, perplexity and bits per byte on a split of shards"),
 }
 
 
